@@ -1,0 +1,96 @@
+"""The check contract, and the keys every check kind shares.
+
+A kind is one module holding its spec (a pydantic model with `kind: Literal["..."]`)
+and its implementation. `spec.build()` returns a `Check`: an async callable taking
+the run's Deadline that returns an Observation or raises (CheckFailed for failures
+it understands). The runner owns the deadline, the clock and exception mapping.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from typing import Any, ClassVar, Literal, Protocol, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from healthd.deadline import Deadline
+from healthd.durations import Duration
+from healthd.model import Observation
+
+NAME_PATTERN = r"^[a-z0-9_-]+$"
+_NAME = re.compile(NAME_PATTERN)
+
+
+class Check(Protocol):
+    """One runnable check. Raises on failure; never catches CancelledError."""
+
+    async def __call__(self, deadline: Deadline) -> Observation: ...
+
+
+class Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+class Model(BaseModel):
+    """Config models: unknown keys are errors, values are frozen once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SpecBase(Model):
+    """Keys every check takes (DESIGN §4). Kinds subclass this and add `kind` and their own."""
+
+    # Optional-extra bookkeeping: modules the kind imports lazily, and the extra providing them.
+    requires: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str] = ""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=63)
+    kind: str
+    critical: bool = True
+    interval: Duration = 10.0
+    timeout: Duration = 1.0
+    failure_threshold: int = Field(default=1, ge=1, le=100)
+    success_threshold: int = Field(default=1, ge=1, le=100)
+    max_age: Duration | None = None
+    mode: Literal["background", "on_demand"] = "background"
+    warn_after: Duration | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any, info: Any) -> Any:
+        """Fill unset common keys from the config's `defaults:` section (passed as context)."""
+        defaults = (info.context or {}).get("defaults") if info is not None else None
+        if isinstance(data, dict) and defaults:
+            return {**{k: v for k, v in defaults.items() if k in cls.model_fields}, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _timing(self) -> Self:
+        if self.interval <= 0:
+            raise ValueError("interval: must be positive")
+        if self.timeout <= 0:
+            raise ValueError("timeout: must be positive")
+        if self.timeout >= self.interval:
+            raise ValueError("timeout: must be shorter than interval")
+        if self.max_age is not None and self.max_age < self.interval:
+            raise ValueError("max_age: must be at least interval")
+        if self.warn_after is not None and self.warn_after >= self.timeout:
+            raise ValueError("warn_after: must be shorter than timeout")
+        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ValueError(f"check {self.name!r} needs: pip install 'healthd[{self.extra}]'")
+        return self
+
+    @property
+    def stale_after(self) -> float:
+        """Age after which the last result no longer counts (unknown)."""
+        return self.max_age if self.max_age is not None else 3 * self.interval
+
+    def build(self) -> Check:
+        """The runnable check for this spec. Every kind overrides this."""
+        raise NotImplementedError(self.kind)
+
+
+def is_valid_name(name: str) -> bool:
+    return bool(_NAME.match(name))

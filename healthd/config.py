@@ -1,0 +1,270 @@
+"""YAML file → Settings (DESIGN §4).
+
+Errors are one line each, `file:line: path: why`, e.g.
+`healthd.yaml:14: checks[2].timeout: must be shorter than interval`.
+The YAML is read with ruamel.yaml (YAML 1.2: `on`/`yes` stay strings) so every
+map key and list item keeps its line; pydantic's error locations are mapped back.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from healthd.checks import CheckSpec
+from healthd.checks.base import Model
+from healthd.durations import Duration
+from healthd.errors import ConfigError
+from healthd.model import State
+
+DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_LISTEN = r"^(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]*):\d{1,5}$"
+GROUPS = ("readiness", "liveness")
+
+DEFAULT_STATUS_CODES = {
+    State.HEALTHY: 200,
+    State.DEGRADED: 200,
+    State.UNHEALTHY: 503,
+    State.UNKNOWN: 503,
+    State.DRAINING: 503,
+}
+
+
+class ServerSettings(Model):
+    listen: str = Field(default="0.0.0.0:8099", pattern=_LISTEN)
+    admin_listen: str = Field(default="127.0.0.1:8098", pattern=_LISTEN)
+    token: SecretStr = SecretStr("")
+    show_details: Literal["never", "when_authorized", "always"] = "when_authorized"
+    status_codes: dict[State, int] = Field(default_factory=lambda: dict(DEFAULT_STATUS_CODES))
+    keepalive_timeout: Duration = 75.0
+
+    @field_validator("status_codes")
+    @classmethod
+    def _codes(cls, codes: dict[State, int]) -> dict[State, int]:
+        for state, code in codes.items():
+            if not 200 <= code <= 599:
+                raise ValueError(f"{state.value}: {code} is not an HTTP status code (200-599)")
+        return {**DEFAULT_STATUS_CODES, **codes}
+
+
+class DeadlineSettings(Model):
+    default: Duration = 2.0
+    max: Duration = 30.0
+    margin: Duration = 0.02
+    offset: Duration = 0.5
+
+    @model_validator(mode="after")
+    def _order(self) -> Self:
+        if self.default > self.max:
+            raise ValueError("default: must not exceed max")
+        if self.margin >= self.default:
+            raise ValueError("margin: must be shorter than default")
+        return self
+
+
+class Defaults(Model):
+    interval: Duration = 10.0
+    timeout: Duration = 1.0
+    failure_threshold: int = Field(default=1, ge=1, le=100)
+    success_threshold: int = Field(default=1, ge=1, le=100)
+
+
+class ShutdownSettings(Model):
+    drain_delay: Duration = 5.0
+    grace: Duration = 20.0
+
+
+class GroupSettings(Model):
+    include: list[str] = Field(default_factory=lambda: ["*"])
+    exclude: list[str] = Field(default_factory=list)
+
+
+class Groups(Model):
+    readiness: GroupSettings = Field(default_factory=GroupSettings)
+    liveness: GroupSettings | None = None  # None: the `loop` checks
+
+
+class TracingSettings(Model):
+    sample_passing: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
+class LoggingSettings(Model):
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(Model):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    deadline: DeadlineSettings = Field(default_factory=DeadlineSettings)
+    defaults: Defaults = Field(default_factory=Defaults)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    groups: Groups = Field(default_factory=Groups)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    checks: list[CheckSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names(self) -> Self:
+        seen: set[str] = set()
+        for i, check in enumerate(self.checks):
+            if check.name in seen:
+                raise ValueError(f"checks[{i}].name: duplicate check name {check.name!r}")
+            seen.add(check.name)
+        for group in GROUPS:
+            spec = getattr(self.groups, group)
+            for key in ("include", "exclude"):
+                for j, pattern in enumerate(getattr(spec, key) if spec else ()):
+                    if not any(fnmatch.fnmatchcase(n, pattern) for n in seen) and seen:
+                        raise ValueError(
+                            f"groups.{group}.{key}[{j}]: {pattern!r} matches no check"
+                        )
+        return self
+
+    def members(self, group: str) -> list[str]:
+        """Names of the checks in `group` (`readiness`, `liveness`, `startup`, `health`)."""
+        names = [c.name for c in self.checks]
+        if group == "health":
+            return names
+        if group == "startup":
+            return [n for n in self.members("readiness") if self.check(n).critical]
+        spec = getattr(self.groups, group)
+        if spec is None:  # liveness by default: checks about healthd itself
+            return [c.name for c in self.checks if c.kind == "loop"]
+        return [
+            n
+            for n in names
+            if any(fnmatch.fnmatchcase(n, p) for p in spec.include)
+            and not any(fnmatch.fnmatchcase(n, p) for p in spec.exclude)
+        ]
+
+    def check(self, name: str) -> Any:
+        return next(c for c in self.checks if c.name == name)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def _expand(node: Any, path: str, errors: list[str]) -> Any:
+    """A plain-Python copy of the YAML tree with `${VAR}` / `${VAR:-default}` expanded."""
+    if isinstance(node, dict):
+        return {str(k): _expand(v, _join(path, k), errors) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand(v, f"{path}[{i}]", errors) for i, v in enumerate(node)]
+    if isinstance(node, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            value = os.environ.get(name)
+            if value is None or (value == "" and default is not None):
+                if default is None:
+                    errors.append(f"{path}: environment variable {name} is not set")
+                    return ""
+                return default
+            return value
+
+        return _ENV.sub(sub, str(node))
+    if isinstance(node, bool | int | float) or node is None:
+        return node.__class__(node) if node is not None else None
+    return node
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _locate(root: Any, loc: tuple[int | str, ...]) -> tuple[str, int | None]:
+    """Follow a pydantic error location through the YAML tree: (dotted path, 1-based line)."""
+    node, path, line = root, "", None
+    for part in loc:
+        if isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+            line = node.lc.item(part)[0] + 1
+            node, path = node[part], f"{path}[{part}]"
+        elif isinstance(node, CommentedMap) and part in node:
+            line = node.lc.key(part)[0] + 1
+            node, path = node[part], _join(path, part)
+        elif isinstance(node, CommentedMap) and part == node.get("kind"):
+            continue  # the discriminator segment pydantic inserts for tagged unions
+        elif isinstance(part, str) and not part[:1].isupper() and "[" not in part:
+            path = _join(path, part)  # a key that is missing from the file
+        if line is None and isinstance(node, CommentedMap | CommentedSeq):
+            line = node.lc.line + 1
+    return path, line
+
+
+def _message(error: Any) -> tuple[tuple[int | str, ...], str]:
+    loc, kind, msg = tuple(error["loc"]), error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return loc, "unknown key"
+    if kind == "missing":
+        return loc, "required"
+    if kind == "union_tag_invalid":
+        ctx = error.get("ctx", {})
+        return (*loc, "kind"), f"unknown kind {ctx.get('tag')!r} (one of: {ctx.get('expected_tags')})"
+    if kind == "union_tag_not_found":
+        return (*loc, "kind"), "required (the check kind)"
+    if kind == "value_error":
+        msg = str(error.get("ctx", {}).get("error", msg))
+        head, sep, rest = msg.partition(": ")
+        if sep and re.fullmatch(r"[a-z_]+", head):
+            return (*loc, head), rest  # "timeout: must be …" names the key it is about
+        if sep and re.fullmatch(r"[a-z_.\[\]0-9]+", head):
+            return tuple(_split_path(head)), rest  # a full path from a cross-field check
+    return loc, msg[0].lower() + msg[1:] if msg else kind
+
+
+def _split_path(path: str) -> Iterator[int | str]:
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        yield int(part[1:-1]) if part.startswith("[") else part
+
+
+def parse_settings(text: str, filename: str = "<config>") -> Settings:
+    """Validate YAML text; raise ConfigError with one `file:line: path: why` line per problem."""
+    try:
+        root = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{filename}:{mark.line + 1}" if mark is not None else filename
+        raise ConfigError(f"{where}: invalid YAML: {exc.problem}") from None
+    if root is None:
+        root = CommentedMap()
+    if not isinstance(root, CommentedMap):
+        raise ConfigError(f"{filename}:1: the top level must be a mapping")
+    env_errors: list[str] = []
+    data = _expand(root, "", env_errors)
+    if env_errors:
+        lines = []
+        for err in env_errors:
+            path, _, why = err.partition(": ")
+            _, line = _locate(root, tuple(_split_path(path)))
+            lines.append(f"{filename}:{line or 1}: {path}: {why}")
+        raise ConfigError("\n".join(lines))
+    defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
+    try:
+        return Settings.model_validate(data, context={"defaults": defaults})
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            loc, why = _message(error)
+            path, line = _locate(root, loc)
+            lines.append(f"{filename}:{line or 1}: {path or '(top)'}: {why}")
+        raise ConfigError("\n".join(dict.fromkeys(lines))) from None
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read and validate a config file (the packaged default when `path` is None)."""
+    file = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    return parse_settings(text, str(file))

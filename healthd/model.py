@@ -1,0 +1,119 @@
+"""The values that travel through healthd: frozen, slotted, no I/O.
+
+    Observation ─(runner)─▶ CheckResult ─(evaluator)─▶ CheckState ─(aggregator)─▶ Snapshot
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Outcome(StrEnum):
+    """What one run of a check saw."""
+
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    TIMEOUT = "timeout"
+
+    @property
+    def good(self) -> bool:
+        return self in (Outcome.PASS, Outcome.WARN)
+
+
+class Status(StrEnum):
+    """A check's standing after thresholds and freshness."""
+
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    TIMEOUT = "timeout"
+    UNKNOWN = "unknown"
+
+    @property
+    def failing(self) -> bool:
+        return self in (Status.FAIL, Status.TIMEOUT)
+
+
+class State(StrEnum):
+    """A group's state; DESIGN §2 gives the precedence."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    DRAINING = "draining"
+    UNKNOWN = "unknown"
+
+
+class Reason(StrEnum):
+    """Why a run did not pass: a small, stable set fit for metric labels."""
+
+    OK = "ok"
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    AUTH_FAILED = "auth_failed"
+    DNS = "dns"
+    TLS = "tls"
+    PROTOCOL = "protocol"
+    UNHEALTHY = "unhealthy"
+    UNEXPECTED = "unexpected"
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What a check returns when it did not raise: a pass unless it says otherwise.
+
+    `nested` carries another healthd's checks (the `remote` kind) for our detail view.
+    """
+
+    outcome: Outcome = Outcome.PASS
+    message: str = "ok"
+    reason: Reason = Reason.OK
+    nested: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One finished run of one check."""
+
+    name: str
+    kind: str
+    outcome: Outcome
+    reason: Reason
+    message: str
+    duration: float  # seconds
+    started_at: float  # monotonic
+    observed_at: float  # wall clock (time.time()) when it finished
+    timeout: float  # the limit this run had, seconds
+    nested: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckState:
+    """A check's standing: its last result folded through the thresholds."""
+
+    name: str
+    kind: str
+    critical: bool
+    status: Status = Status.UNKNOWN
+    last: CheckResult | None = None
+    consecutive_failures: int = 0
+    consecutive_successes: int = 0
+    ever_passed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One group's state and the checks behind it, as of one evaluation."""
+
+    group: str
+    state: State
+    draining: bool
+    checks: tuple[CheckState, ...]
+    excluded: tuple[str, ...] = ()
+    deadline: float | None = None  # the budget this evaluation had, seconds
+    elapsed: float = 0.0
+    extra: Mapping[str, Any] = field(default_factory=dict)
