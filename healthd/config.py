@@ -125,9 +125,7 @@ class Settings(Model):
             for key in ("include", "exclude"):
                 for j, pattern in enumerate(getattr(spec, key) if spec else ()):
                     if not any(fnmatch.fnmatchcase(n, pattern) for n in seen) and seen:
-                        raise ValueError(
-                            f"groups.{group}.{key}[{j}]: {pattern!r} matches no check"
-                        )
+                        raise ValueError(f"groups.{group}.{key}[{j}]: {pattern!r} matches no check")
         return self
 
     def members(self, group: str) -> list[str]:
@@ -209,7 +207,10 @@ def _message(error: Any) -> tuple[tuple[int | str, ...], str]:
         return loc, "required"
     if kind == "union_tag_invalid":
         ctx = error.get("ctx", {})
-        return (*loc, "kind"), f"unknown kind {ctx.get('tag')!r} (one of: {ctx.get('expected_tags')})"
+        return (
+            *loc,
+            "kind",
+        ), f"unknown kind {ctx.get('tag')!r} (one of: {ctx.get('expected_tags')})"
     if kind == "union_tag_not_found":
         return (*loc, "kind"), "required (the check kind)"
     if kind == "value_error":

@@ -93,7 +93,9 @@ def inbound_budget(
         )
         budget = max(0.0, scrape - offset)
     elif "x-envoy-expected-rq-timeout-ms" in headers:
-        budget = _number("x-envoy-expected-rq-timeout-ms", headers["x-envoy-expected-rq-timeout-ms"])
+        budget = _number(
+            "x-envoy-expected-rq-timeout-ms", headers["x-envoy-expected-rq-timeout-ms"]
+        )
         budget /= 1000
     else:
         budget = default

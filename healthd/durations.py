@@ -34,6 +34,11 @@ def format_duration(seconds: float) -> str:
     return f"{ms:g}ms"
 
 
+def human_duration(seconds: float) -> str:
+    """For messages: whole ms from 10 ms up (0.2799 → `280ms`), exact below, whole s as `2s`."""
+    return format_duration(round(seconds, 3) if seconds >= 0.01 else seconds)
+
+
 def _coerce(value: Any) -> Any:
     if isinstance(value, str):
         return parse_duration(value)

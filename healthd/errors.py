@@ -1,7 +1,7 @@
 """The exceptions healthd raises, and what each means.
 
     HealthdError                  anything healthd raises on purpose
-    ├── ConfigError               a config file (or value) is invalid; one line, file:line: path: why
+    ├── ConfigError               an invalid config; one line each: file:line: path: why
     ├── BudgetError               an inbound deadline header or query cannot be parsed (→ HTTP 400)
     └── CheckError                a check ran and did not pass; carries a stable `reason`
         ├── CheckFailed           the dependency answered, and the answer is bad (or refused us)

@@ -1,6 +1,6 @@
 """The values that travel through healthd: frozen, slotted, no I/O.
 
-    Observation ─(runner)─▶ CheckResult ─(evaluator)─▶ CheckState ─(aggregator)─▶ Snapshot
+Observation ─(runner)─▶ CheckResult ─(evaluator)─▶ CheckState ─(aggregator)─▶ Snapshot
 """
 
 from __future__ import annotations

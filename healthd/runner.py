@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from healthd.checks.base import Check, SpecBase
 from healthd.deadline import Deadline
-from healthd.durations import format_duration
+from healthd.durations import human_duration
 from healthd.errors import CheckError
 from healthd.model import CheckResult, Observation, Outcome, Reason
 
@@ -70,16 +70,17 @@ async def run(
             message, nested = observation.message, observation.nested
     except TimeoutError:
         outcome, reason = Outcome.TIMEOUT, Reason.TIMEOUT
-        message = f"timeout after {format_duration(budget)}"
+        message = f"timeout after {human_duration(budget)}"
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes a result, by contract
         reason, message = classify(exc)
         outcome = Outcome.TIMEOUT if reason is Reason.TIMEOUT else Outcome.FAIL
+        nested = getattr(exc, "nested", None)  # remote: the other side's checks, on failure too
     duration = limit.clock() - started
     if outcome is Outcome.PASS and spec.warn_after is not None and duration > spec.warn_after:
         outcome = Outcome.WARN
-        message = f"slow: {format_duration(duration)} > warn_after {format_duration(spec.warn_after)}"
+        message = f"slow: {human_duration(duration)} > warn_after {human_duration(spec.warn_after)}"
     return CheckResult(
         name=spec.name,
         kind=spec.kind,

@@ -13,7 +13,7 @@ from pydantic import model_validator
 
 from healthd.checks.base import SpecBase
 from healthd.deadline import Deadline
-from healthd.durations import Duration, format_duration
+from healthd.durations import Duration, human_duration
 from healthd.model import Observation, Outcome, Reason
 
 PERIOD = 0.05
@@ -78,7 +78,7 @@ class LoopCheck:
         before = loop.time()
         await asyncio.sleep(0)
         lag = max(loop.time() - before, MONITOR.take_worst())
-        text = f"event loop lag {format_duration(lag)}"
+        text = f"event loop lag {human_duration(lag)}"
         if lag >= self.fail_lag:
             return Observation(Outcome.FAIL, text, Reason.UNHEALTHY)
         if lag >= self.warn_lag:

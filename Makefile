@@ -1,0 +1,48 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?=
+
+.PHONY: run test lint typecheck services bench schema clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed-run
+
+## run: start healthd on the packaged default config (or CONFIG=path/to/healthd.yaml)
+run: $(VENV)/.installed-run
+	$(BIN)/healthd run $(if $(CONFIG),-c $(CONFIG))
+
+## test: install test extras, make sure the local services are up, lint, type-check, run the suite
+test: $(VENV)/.installed-test services lint typecheck
+	$(BIN)/pytest
+
+services:
+	bash scripts/services.sh
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+## bench: the benchmark suite; tables printed and written to bench/results/
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/throughput.py
+
+## schema: regenerate config/healthd.schema.json from the models
+schema: $(VENV)/.installed-run
+	$(BIN)/healthd schema > config/healthd.schema.json
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

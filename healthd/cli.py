@@ -1,0 +1,141 @@
+"""argv → commands: run, check, validate, schema, probe (DESIGN §9)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from healthd.errors import ConfigError
+
+NAGIOS = {"healthy": 0, "degraded": 1, "unhealthy": 2, "unknown": 3, "draining": 2}
+
+
+def _settings(path: str | None):  # type: ignore[no-untyped-def]
+    from healthd.config import load_settings
+
+    return load_settings(path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from healthd.lifecycle import Daemon
+
+    settings = _settings(args.config)
+    logging.basicConfig(
+        level=settings.logging.level.upper(), format="%(asctime)s %(levelname)s %(message)s"
+    )
+    daemon = Daemon(settings, Path(args.config) if args.config else None)
+    return asyncio.run(daemon.serve())
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from healthd import render
+    from healthd.api import ENDPOINTS
+    from healthd.deadline import Deadline
+    from healthd.durations import parse_duration
+    from healthd.engine import Engine
+
+    settings = _settings(args.config)
+    groups = {"readiness", "liveness", "startup", "health"} | set(ENDPOINTS)
+    group = ENDPOINTS.get(args.group, args.group)
+    if group not in groups:
+        raise ConfigError(f"--group: unknown group {args.group!r} (readiness, liveness, health)")
+    try:
+        budget = parse_duration(args.timeout) if args.timeout else settings.deadline.default
+    except ValueError as exc:
+        raise ConfigError(f"--timeout: {exc}") from None
+
+    async def once() -> int:
+        engine = Engine(settings)
+        deadline = Deadline.after(budget - settings.deadline.margin)
+        target = "readiness" if group == "startup" else group
+        snapshot = await engine.evaluate(target, deadline, fresh=True)
+        await engine.stop()
+        if args.json:
+            print(json.dumps(render.snapshot_view(snapshot, details=True), indent=2))
+        else:
+            sys.stdout.write(render.render_verbose(snapshot, target, True, details=True))
+        return NAGIOS[snapshot.state.value]
+
+    return asyncio.run(once())
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    settings = _settings(args.config)
+    print(f"{args.config}: ok ({len(settings.checks)} checks)")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from healthd.config import Settings
+
+    print(json.dumps(Settings.model_json_schema(), indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Tiny stdlib client for exec probes and Docker HEALTHCHECK: 0 on 2xx/3xx in time."""
+    import http.client
+    import urllib.parse
+
+    from healthd.durations import parse_duration
+
+    try:
+        timeout = parse_duration(args.timeout)
+    except ValueError as exc:
+        raise ConfigError(f"--timeout: {exc}") from None
+    url = urllib.parse.urlsplit(args.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError(f"probe: {args.url!r} is not an http(s) URL")
+    conn_type = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    conn = conn_type(url.hostname, url.port, timeout=timeout)
+    path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    try:
+        conn.request("GET", path, headers={"X-Request-Timeout-Ms": str(int(timeout * 1000))})
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        print(f"probe: {args.url}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    print(f"probe: {args.url}: {status}")
+    return 0 if 200 <= status < 400 else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="healthd", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="serve probes, metrics and the admin API")
+    run.add_argument("-c", "--config", help="YAML file (default: the packaged default config)")
+    run.set_defaults(func=cmd_run)
+    check = sub.add_parser("check", help="one evaluation; Nagios exit codes 0/1/2/3")
+    check.add_argument("-c", "--config")
+    check.add_argument("--group", default="readiness")
+    check.add_argument("--json", action="store_true")
+    check.add_argument("--timeout", help="budget, e.g. 2s (default: deadline.default)")
+    check.set_defaults(func=cmd_check)
+    validate = sub.add_parser("validate", help="check a config file; exit 2 on error")
+    validate.add_argument("-c", "--config", required=True)
+    validate.set_defaults(func=cmd_validate)
+    schema = sub.add_parser("schema", help="print the config's JSON Schema")
+    schema.set_defaults(func=cmd_schema)
+    probe = sub.add_parser("probe", help="GET a URL; exit 0 on 2xx/3xx within the timeout")
+    probe.add_argument("url")
+    probe.add_argument("--timeout", default="1s")
+    probe.set_defaults(func=cmd_probe)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"healthd: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,92 @@
+"""Shared fixtures: real loopback servers, service markers, fault listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+SERVICES = {
+    "postgres": ("127.0.0.1", 5432),
+    "mysql": ("127.0.0.1", 3306),
+    "redis": ("127.0.0.1", 6379),
+    "amqp": ("127.0.0.1", 5672),
+    "mqtt": ("127.0.0.1", 1883),
+    "nats": ("127.0.0.1", 4222),
+}
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.service("redis")`: skip when unreachable, but fail under CI=true."""
+    for marker in item.iter_markers(name="service"):
+        name = marker.args[0]
+        host, port = SERVICES[name]
+        if not _reachable(host, port):
+            message = f"{name} is not reachable on {host}:{port}"
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{message} (CI=true: a missing service is a failure)")
+            pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def hung_listener() -> AsyncIterator[tuple[str, int]]:
+    """A TCP listener that accepts connections and never says a word."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield "127.0.0.1", port
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.fixture
+def refused_port() -> int:
+    """A loopback port with nothing listening on it."""
+    return free_port()
+
+
+@pytest.fixture
+def blackhole() -> Iterator[tuple[str, int]]:
+    """A port whose accept queue is full: a TCP connect to it hangs (SYNs are dropped)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield "127.0.0.1", port
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()

@@ -1,0 +1,97 @@
+"""Real healthd processes for end-to-end tests: start, talk to, signal, reap."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from types import TracebackType
+
+from tests.conftest import free_port
+
+
+class Healthd:
+    """`async with Healthd(tmp_path, config) as h:` runs `healthd run -c <config>` on free ports.
+
+    `config` may use `{port}` and `{admin_port}`; stderr lines are collected in `lines`.
+    """
+
+    def __init__(
+        self, directory: Path, config: str, name: str = "healthd", env: dict[str, str] | None = None
+    ) -> None:
+        self.port, self.admin_port = free_port(), free_port()
+        self.path = directory / f"{name}.yaml"
+        self.path.write_text(
+            config.replace("{port}", str(self.port)).replace("{admin_port}", str(self.admin_port))
+        )
+        self.env = env
+        self.lines: list[str] = []
+        self.proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def admin_url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.admin_port}{path}"
+
+    async def _read(self) -> None:
+        assert self.proc is not None
+        assert self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            self.lines.append(line)
+            if "listening on" in line:
+                self._listening.set()
+
+    async def start(self, timeout: float = 15.0) -> Healthd:
+        import os
+
+        env = {**os.environ, **(self.env or {})}
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "healthd", "run", "-c", str(self.path),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        self._reader = asyncio.create_task(self._read())
+        waiter = asyncio.create_task(self._listening.wait())
+        await asyncio.wait({waiter, self._reader}, timeout=timeout, return_when="FIRST_COMPLETED")
+        if not self._listening.is_set():
+            waiter.cancel()
+            await self.kill()
+            raise RuntimeError("healthd did not start:\n" + "\n".join(self.lines))
+        return self
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def wait(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        if self._reader is not None:
+            await asyncio.wait_for(self._reader, 5.0)
+        return code
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+    async def __aenter__(self) -> Healthd:
+        return await self.start()
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.signal(signal.SIGKILL)
+        await self.kill()

@@ -1,0 +1,216 @@
+"""The probe listener over real HTTP (aiohttp test server on a free port)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from healthd.api import make_app
+from healthd.engine import Engine
+from healthd.model import Outcome
+from healthd.testing import FakeCheck
+from tests.helpers import engine_with, settings
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[..., Awaitable[Client]]
+TOKEN = "s3cret-token-value"
+
+
+def fakes(**outcomes: Outcome) -> dict[str, FakeCheck]:
+    return {name: FakeCheck([o], message=f"{name} says {o.value}") for name, o in outcomes.items()}
+
+
+async def client_for(aiohttp_client: MakeClient, engine: Engine, **kwargs: Any) -> Client:
+    return await aiohttp_client(make_app(engine), **kwargs)
+
+
+def on_demand(*names: str, **extra: Any) -> list[dict[str, Any]]:
+    return [{"name": n, "mode": "on_demand", **extra} for n in names]
+
+
+@pytest.fixture
+def server_cfg() -> dict[str, Any]:
+    return {"server": {"token": TOKEN}}
+
+
+async def test_readyz_healthy(aiohttp_client: MakeClient, server_cfg: dict[str, Any]) -> None:
+    """All passing: 200, status only without a token, and Cache-Control: no-store."""
+    engine = engine_with(fakes(db=Outcome.PASS), settings(on_demand("db"), **server_cfg))
+    client = await client_for(aiohttp_client, engine)
+    resp = await client.get("/readyz")
+    assert resp.status == 200
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert await resp.json() == {"status": "healthy"}
+
+
+async def test_details_need_the_token(
+    aiohttp_client: MakeClient, server_cfg: dict[str, Any]
+) -> None:
+    """With a valid bearer token the body carries every check; a wrong one gets status only."""
+    engine = engine_with(fakes(db=Outcome.PASS), settings(on_demand("db"), **server_cfg))
+    client = await client_for(aiohttp_client, engine)
+    wrong = await client.get("/readyz", headers={"Authorization": "Bearer nope"})
+    assert await wrong.json() == {"status": "healthy"}
+    right = await client.get("/readyz", headers={"Authorization": f"Bearer {TOKEN}"})
+    body = await right.json()
+    assert body["group"] == "readiness"
+    assert body["checks"]["db"]["status"] == "pass"
+    assert body["checks"]["db"]["message"] == "db says pass"
+    assert body["checks"]["db"]["last_outcome"] == "pass"
+    assert {"deadline_ms", "elapsed_ms", "draining"} <= body.keys()
+
+
+async def test_critical_failure_is_503(aiohttp_client: MakeClient) -> None:
+    """A failing critical check makes readiness 503 and unhealthy."""
+    s = settings(on_demand("db", "cache"), server={"show_details": "always"})
+    engine = engine_with(fakes(db=Outcome.FAIL, cache=Outcome.PASS), s)
+    client = await client_for(aiohttp_client, engine)
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["status"] == "unhealthy"
+    assert body["checks"]["db"]["reason"] == "unhealthy"
+
+
+async def test_noncritical_failure_is_degraded_200(aiohttp_client: MakeClient) -> None:
+    """A failing non-critical check degrades but stays ready (200)."""
+    s = settings([*on_demand("db"), *on_demand("cache", critical=False)])
+    engine = engine_with(fakes(db=Outcome.PASS, cache=Outcome.FAIL), s)
+    client = await client_for(aiohttp_client, engine)
+    resp = await client.get("/readyz")
+    assert (resp.status, await resp.json()) == (200, {"status": "degraded"})
+
+
+async def test_verbose_lines(aiohttp_client: MakeClient) -> None:
+    """?verbose prints one line a check in the kube-apiserver style, excluded ones too."""
+    s = settings(on_demand("db", "cache", "queue"), server={"show_details": "always"})
+    engine = engine_with(fakes(db=Outcome.PASS, cache=Outcome.FAIL, queue=Outcome.FAIL), s)
+    client = await client_for(aiohttp_client, engine)
+    resp = await client.get("/readyz?verbose&exclude=queue")
+    text = await resp.text()
+    assert resp.status == 503
+    assert text.splitlines() == [
+        "[+]db ok",
+        "[-]cache failed: cache says fail",
+        "[+]queue excluded: ok",
+        "readyz check failed",
+    ]
+
+
+async def test_verbose_withholds_reasons_without_authority(aiohttp_client: MakeClient) -> None:
+    """Without authority ?verbose names checks but not their messages."""
+    engine = engine_with(fakes(cache=Outcome.FAIL), settings(on_demand("cache")))
+    client = await client_for(aiohttp_client, engine)
+    text = await (await client.get("/readyz?verbose")).text()
+    assert "[-]cache failed: reason withheld" in text
+    assert "says" not in text
+
+
+async def test_single_check_path(aiohttp_client: MakeClient) -> None:
+    """/readyz/{check} answers for that check alone; unknown names are 404."""
+    s = settings(on_demand("db", "cache"))
+    engine = engine_with(fakes(db=Outcome.PASS, cache=Outcome.FAIL), s)
+    client = await client_for(aiohttp_client, engine)
+    assert (await client.get("/readyz/db")).status == 200
+    assert (await client.get("/readyz/cache")).status == 503
+    missing = await client.get("/readyz/nope")
+    assert missing.status == 404
+    assert "nope" in (await missing.json())["error"]
+    assert (await client.get("/livez/db")).status == 404  # db is not a liveness check
+
+
+async def test_health_json_ietf_shape(aiohttp_client: MakeClient) -> None:
+    """Accept: application/health+json gives the IETF draft shape with pass/warn/fail."""
+    s = settings(on_demand("db"), server={"show_details": "always"})
+    engine = engine_with(fakes(db=Outcome.WARN), s)
+    client = await client_for(aiohttp_client, engine)
+    resp = await client.get("/health", headers={"Accept": "application/health+json"})
+    assert resp.content_type == "application/health+json"
+    body = json.loads(await resp.read())
+    assert body["status"] == "warn"
+    assert body["checks"]["db:responseTime"][0]["status"] == "warn"
+
+
+async def test_health_lists_groups(aiohttp_client: MakeClient) -> None:
+    """/health shows every check and the state of each group."""
+    s = settings(on_demand("db"), server={"show_details": "always"})
+    engine = engine_with(fakes(db=Outcome.PASS), s)
+    client = await client_for(aiohttp_client, engine)
+    body = await (await client.get("/health")).json()
+    assert set(body["groups"]) == {"readiness", "liveness", "startup"}
+    assert "db" in body["checks"]
+
+
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [
+        ("?timeout=soon", {}),
+        ("", {"X-Request-Timeout-Ms": "abc"}),
+        ("", {"grpc-timeout": "forever"}),
+        ("", {"X-Prometheus-Scrape-Timeout-Seconds": "x"}),
+    ],
+)
+async def test_bad_budget_is_400(
+    aiohttp_client: MakeClient, query: str, headers: dict[str, str]
+) -> None:
+    """An unparseable budget is a 400 with a message, never a 500."""
+    engine = engine_with(fakes(db=Outcome.PASS), settings(on_demand("db")))
+    client = await client_for(aiohttp_client, engine)
+    resp = await client.get(f"/readyz{query}", headers=headers)
+    assert resp.status == 400
+    assert (await resp.json())["error"]
+    assert resp.headers["Cache-Control"] == "no-store"
+
+
+async def test_large_body_refused(aiohttp_client: MakeClient) -> None:
+    """Request bodies over 64 KiB are refused with 413, and unknown paths are 404."""
+    engine = engine_with(fakes(db=Outcome.PASS), settings(on_demand("db")))
+    client = await client_for(aiohttp_client, engine)
+    assert (await client.get("/nope")).status == 404
+    resp = await client.post("/readyz", data=b"x" * (65 * 1024))
+    assert resp.status in (405, 413)
+
+
+async def test_draining_readiness_503_liveness_200(aiohttp_client: MakeClient) -> None:
+    """Draining: readiness 503 with state draining, liveness still 200."""
+    s = settings([{"name": "loop", "kind": "loop", "mode": "on_demand"}, *on_demand("db")])
+    engine = engine_with(fakes(db=Outcome.PASS), s)
+    engine.set_draining(True)
+    client = await client_for(aiohttp_client, engine)
+    ready = await client.get("/readyz")
+    assert (ready.status, await ready.json()) == (503, {"status": "draining"})
+    assert (await client.get("/livez")).status == 200
+
+
+async def test_startupz_latches(aiohttp_client: MakeClient) -> None:
+    """/startupz is 503 until every critical check passed once, then 200 for good."""
+    s = settings(on_demand("db"))
+    fake = FakeCheck([Outcome.FAIL, Outcome.PASS, Outcome.FAIL])
+    client = await client_for(aiohttp_client, engine_with({"db": fake}, s))
+    assert (await client.get("/startupz")).status == 503  # db runs: fail
+    assert (await client.get("/startupz")).status == 200  # db runs: pass, the latch closes
+    assert (await client.get("/readyz")).status == 503  # db runs: fail again
+    assert (await client.get("/startupz")).status == 200  # still started
+
+
+async def test_status_codes_configurable(aiohttp_client: MakeClient) -> None:
+    """server.status_codes maps states to HTTP codes (e.g. degraded → 299)."""
+    s = settings(on_demand("db", critical=False), server={"status_codes": {"degraded": 299}})
+    engine = engine_with(fakes(db=Outcome.FAIL), s)
+    client = await client_for(aiohttp_client, engine)
+    assert (await client.get("/readyz")).status == 299
+
+
+async def test_budget_reaches_the_check(aiohttp_client: MakeClient) -> None:
+    """A check sees min(its timeout, caller budget - margin) as its deadline."""
+    fake = FakeCheck()
+    client = await client_for(aiohttp_client, engine_with({"db": fake}, settings(on_demand("db"))))
+    await client.get("/readyz?timeout=300ms")
+    assert 0.2 < fake.deadlines[-1] <= 0.28
+    await client.get("/readyz", headers={"X-Request-Timeout-Ms": "5000"})
+    assert 0.9 < fake.deadlines[-1] <= 1.0  # capped by the check's own 1s timeout
