@@ -18,7 +18,8 @@ from aiohttp import web
 from healthd import api
 from healthd.checks.loop import MONITOR
 from healthd.config import Settings
-from healthd.engine import Engine, Observer
+from healthd.engine import Engine
+from healthd.observers import Telemetry, setup
 
 log = logging.getLogger("healthd")
 
@@ -36,13 +37,15 @@ class Daemon:
         settings: Settings,
         config_path: Path | None = None,
         *,
-        observers: list[Observer] | None = None,
-        routes: list[web.RouteDef] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.config_path = config_path
-        self.engine = Engine(settings, observers=observers or [])
-        self.app = api.make_app(self.engine, routes)
+        self.telemetry = telemetry or setup(settings)
+        self.engine = Engine(
+            settings, observers=self.telemetry.observers, tracer=self.telemetry.tracer
+        )
+        self.app = api.make_app(self.engine, self.telemetry.routes)
         self._stop = asyncio.Event()
         self._signals = 0
         self.exit_code = 0
@@ -87,5 +90,6 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             await self.engine.stop()
             await MONITOR.stop()
+            self.telemetry.shutdown()
         log.info("healthd stopped after %.1fs, exit %d", time.monotonic() - started, self.exit_code)
         return self.exit_code
