@@ -48,6 +48,9 @@ class Observer:
     def on_probe(self, endpoint: str, code: int, duration: float, budget: float) -> None:
         """A probe request was answered."""
 
+    def on_reload(self, ok: bool) -> None:
+        """A config reload was attempted (ok=False: the file was invalid and nothing changed)."""
+
 
 @dataclass(frozen=True, slots=True)
 class _Run:

@@ -45,6 +45,7 @@ class Daemon:
         self.engine = Engine(
             settings, observers=self.telemetry.observers, tracer=self.telemetry.tracer
         )
+        self.telemetry.bind(self.engine)
         self.app = api.make_app(self.engine, self.telemetry.routes)
         self._stop = asyncio.Event()
         self._signals = 0

@@ -35,7 +35,7 @@ class Closable(Protocol):
 class Model(BaseModel):
     """Config models: unknown keys are errors, values are frozen once loaded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class SpecBase(Model):

@@ -12,7 +12,7 @@ from aiohttp import web
 from opentelemetry.trace import Tracer
 
 from healthd.config import Settings
-from healthd.engine import Observer
+from healthd.engine import Engine, Observer
 
 
 @dataclass(slots=True)
@@ -22,6 +22,9 @@ class Telemetry:
     observers: list[Observer] = field(default_factory=list)
     routes: list[web.RouteDef] = field(default_factory=list)
     tracer: Tracer | None = None
+
+    def bind(self, engine: Engine) -> None:
+        """Called once the engine exists, for collectors that read its state at scrape time."""
 
     def shutdown(self) -> None:
         """Flush and stop exporters (called once, last thing before exit)."""
