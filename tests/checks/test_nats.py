@@ -1,0 +1,138 @@
+"""`nats` against the local nats-server, a private one with a login, and fault listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+
+import pytest
+
+from healthd import runner
+from healthd.checks.nats import NatsSpec
+from healthd.deadline import Deadline
+from healthd.model import CheckResult, Outcome, Reason
+
+NATS = "127.0.0.1:4222"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def run(url: str, timeout: str = "2s") -> CheckResult:
+    spec = NatsSpec(name="bus", kind="nats", url=url, timeout=timeout)
+    return await runner.run(spec, spec.build(), Deadline.after(5.0))
+
+
+@pytest.fixture
+async def private_nats() -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    """A nats-server on a free port that wants user `u`, password `p`."""
+    if not shutil.which("nats-server"):
+        pytest.skip("nats-server is not installed")
+    port = free_port()
+    argv = ["nats-server", "-a", "127.0.0.1", "-p", str(port), "--user", "u", "--pass", "p"]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    try:
+        async with asyncio.timeout(5):
+            while b"Server is ready" not in await proc.stderr.readline():
+                pass
+        yield proc, port
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)  # nats-server's clean stop
+        await proc.wait()
+
+
+@pytest.mark.service("nats")
+async def test_ping_pong() -> None:
+    """CONNECT and PING to the local server gets PONG: pass."""
+    result = await run(f"nats://{NATS}")
+    assert result.outcome is Outcome.PASS, result.message
+    assert result.message.startswith("PONG from ")
+    assert result.duration < 0.5
+
+
+async def test_user_and_password_pass(private_nats: tuple[asyncio.subprocess.Process, int]) -> None:
+    """User and password from the URL go into CONNECT and are accepted."""
+    _, port = private_nats
+    result = await run(f"nats://u:p@127.0.0.1:{port}")
+    assert result.outcome is Outcome.PASS, result.message
+
+
+async def test_wrong_password_is_auth_failed(
+    private_nats: tuple[asyncio.subprocess.Process, int],
+) -> None:
+    """`-ERR 'Authorization Violation'` → auth_failed, and the password is not echoed."""
+    _, port = private_nats
+    result = await run(f"nats://u:wrong-pw-123@127.0.0.1:{port}")
+    assert (result.outcome, result.reason) == (Outcome.FAIL, Reason.AUTH_FAILED)
+    assert "Authorization Violation" in result.message
+    assert "wrong-pw-123" not in result.message
+
+
+async def test_wrong_token_is_auth_failed(
+    private_nats: tuple[asyncio.subprocess.Process, int],
+) -> None:
+    """A token URL (`nats://token@host`) is sent as auth_token; a wrong one → auth_failed."""
+    _, port = private_nats
+    result = await run(f"nats://tok-123456@127.0.0.1:{port}")
+    assert (result.outcome, result.reason) == (Outcome.FAIL, Reason.AUTH_FAILED)
+    assert "tok-123456" not in result.message
+
+
+async def test_server_killed_mid_run_is_refused(
+    private_nats: tuple[asyncio.subprocess.Process, int],
+) -> None:
+    """A server that passes, then is stopped, is refused on the next run."""
+    proc, port = private_nats
+    url = f"nats://u:p@127.0.0.1:{port}"
+    assert (await run(url)).outcome is Outcome.PASS
+    proc.send_signal(signal.SIGINT)
+    await proc.wait()
+    result = await run(url)
+    assert (result.outcome, result.reason) == (Outcome.FAIL, Reason.REFUSED)
+
+
+@pytest.mark.service("nats")
+async def test_tls_url_against_plain_server_is_tls() -> None:
+    """`tls://` to a server that offers no TLS fails with reason tls, saying so."""
+    result = await run(f"tls://{NATS}")
+    assert (result.outcome, result.reason) == (Outcome.FAIL, Reason.TLS)
+    assert "does not offer TLS" in result.message
+
+
+async def test_hung_listener_times_out_at_budget(hung_listener: tuple[str, int]) -> None:
+    """A listener that never sends INFO → timeout at 300ms, not before."""
+    host, port = hung_listener
+    result = await run(f"nats://{host}:{port}", timeout="300ms")
+    assert (result.outcome, result.reason) == (Outcome.TIMEOUT, Reason.TIMEOUT)
+    assert 0.28 <= result.duration <= 0.6
+
+
+async def test_refused_port_fails_fast(refused_port: int) -> None:
+    """Nothing listening → refused, well within the budget."""
+    result = await run(f"nats://127.0.0.1:{refused_port}")
+    assert (result.outcome, result.reason) == (Outcome.FAIL, Reason.REFUSED)
+    assert result.duration < 0.1
+
+
+def test_secrets_never_shown() -> None:
+    """Neither a password nor a token appears in any str, repr or JSON of spec or check."""
+    for url, shown in [
+        ("nats://app:s3cr3t-pw@bus:4222", "NatsCheck('nats://app:***@bus:4222')"),
+        ("nats://s3cr3t-pw@bus:4222", "NatsCheck('nats://***@bus:4222')"),
+    ]:
+        spec = NatsSpec(name="bus", kind="nats", url=url)
+        check = spec.build()
+        for text in (str(spec), repr(spec), spec.model_dump_json(), repr(check)):
+            assert "s3cr3t-pw" not in text
+        assert repr(check) == shown
