@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,9 +24,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from healthd.lifecycle import Daemon
 
     settings = _settings(args.config)
-    logging.basicConfig(
-        level=settings.logging.level.upper(), format="%(asctime)s %(levelname)s %(message)s"
-    )
+    from healthd.observers.log import configure
+
+    configure(settings.logging)
     daemon = Daemon(settings, Path(args.config) if args.config else None)
     return asyncio.run(daemon.serve())
 
@@ -136,6 +135,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as exc:
         print(f"healthd: {exc}", file=sys.stderr)
-        return 2
+        return 3 if args.command == "check" else 2  # a Nagios plugin says UNKNOWN (3)
     except KeyboardInterrupt:
         return 130

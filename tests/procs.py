@@ -15,11 +15,17 @@ from tests.conftest import free_port
 class Healthd:
     """`async with Healthd(tmp_path, config) as h:` runs `healthd run -c <config>` on free ports.
 
-    `config` may use `{port}` and `{admin_port}`; stderr lines are collected in `lines`.
+    `config` may use `{port}` and `{admin_port}`; stderr lines are collected in `lines`,
+    and stdout lines in `out` when `capture_stdout` is set (e.g. console-exported spans).
     """
 
     def __init__(
-        self, directory: Path, config: str, name: str = "healthd", env: dict[str, str] | None = None
+        self,
+        directory: Path,
+        config: str,
+        name: str = "healthd",
+        env: dict[str, str] | None = None,
+        capture_stdout: bool = False,
     ) -> None:
         self.port, self.admin_port = free_port(), free_port()
         self.path = directory / f"{name}.yaml"
@@ -28,6 +34,9 @@ class Healthd:
         )
         self.env = env
         self.lines: list[str] = []
+        self.capture_stdout = capture_stdout
+        self.out: list[str] = []
+        self._out_reader: asyncio.Task[None] | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -47,16 +56,25 @@ class Healthd:
             if "listening on" in line:
                 self._listening.set()
 
+    async def _read_stdout(self) -> None:
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            self.out.append(raw.decode(errors="replace").rstrip())
+
     async def start(self, timeout: float = 15.0) -> Healthd:
         import os
 
         env = {**os.environ, **(self.env or {})}
+        stdout = asyncio.subprocess.PIPE if self.capture_stdout else asyncio.subprocess.DEVNULL
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "healthd", "run", "-c", str(self.path),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL, stdout=stdout,
             stderr=asyncio.subprocess.PIPE, env=env,
         )  # fmt: skip
         self._reader = asyncio.create_task(self._read())
+        if self.capture_stdout:
+            self._out_reader = asyncio.create_task(self._read_stdout())
         waiter = asyncio.create_task(self._listening.wait())
         await asyncio.wait({waiter, self._reader}, timeout=timeout, return_when="FIRST_COMPLETED")
         if not self._listening.is_set():
@@ -74,6 +92,8 @@ class Healthd:
         code = await asyncio.wait_for(self.proc.wait(), timeout)
         if self._reader is not None:
             await asyncio.wait_for(self._reader, 5.0)
+        if self._out_reader is not None:
+            await asyncio.wait_for(self._out_reader, 5.0)
         return code
 
     async def kill(self) -> None:
@@ -81,10 +101,11 @@ class Healthd:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
             await self.proc.wait()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        for reader in (self._reader, self._out_reader):
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
 
     async def __aenter__(self) -> Healthd:
         return await self.start()

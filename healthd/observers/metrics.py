@@ -1,0 +1,178 @@
+"""Prometheus metrics (DESIGN §7): names, types and labels are part of the contract.
+
+Two halves, one injected `CollectorRegistry`:
+- `StateCollector` reads the engine at scrape time (group states, check statuses, draining,
+  loop lag, build info), the shape of prometheus_client's `gc_collector.py`;
+- `Metrics` is an engine observer feeding counters and histograms from results and probes.
+
+Label values are config names and enums only, never error text. Labelled children are
+cached in dicts: `on_probe` runs on every probe request and must stay a few microseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from healthd import __version__
+from healthd.checks.base import SpecBase
+from healthd.checks.loop import MONITOR
+from healthd.engine import Engine, Observer
+from healthd.model import CheckResult, CheckState, Outcome, State, Status
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+GROUPS = ("readiness", "liveness", "startup")
+
+
+class StateCollector(Collector):
+    """Gauges computed from the engine's current state at scrape time."""
+
+    def __init__(self, engine: Engine, last_success: dict[str, float]) -> None:
+        self.engine = engine
+        self.last_success = last_success
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        families = self._families()
+        state, status, up, last, draining, lag, info = families
+        engine = self.engine
+        for group in GROUPS:
+            current = engine.group_state(group, engine.states(engine.members(group)))
+            for s in State:
+                state.add_metric([group, s.value], 1.0 if s is current else 0.0)
+        checks: list[CheckState] = engine.states(engine.members("health"))
+        for check in checks:
+            for st in Status:
+                status.add_metric([check.name, check.kind, st.value], float(st is check.status))
+            healthy = check.status in (Status.PASS, Status.WARN)
+            up.add_metric([check.name, check.kind, str(check.critical).lower()], float(healthy))
+            when = self.last_success.get(check.name)
+            if when is not None:
+                last.add_metric([check.name], when)
+        draining.add_metric([], float(engine.draining))
+        lag.add_metric([], MONITOR.last)
+        info.add_metric([__version__], 1.0)
+        return families
+
+    @staticmethod
+    def _families() -> list[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily(
+                "healthd_state", "1 for the group's current state", labels=["group", "state"]
+            ),
+            GaugeMetricFamily(
+                "healthd_check_status",
+                "1 for the check's current status (after thresholds and freshness)",
+                labels=["check", "kind", "status"],
+            ),
+            GaugeMetricFamily(
+                "healthd_check_up",
+                "1 when the check passes or warns, 0 when failing or unknown",
+                labels=["check", "kind", "critical"],
+            ),
+            GaugeMetricFamily(
+                "healthd_check_last_success_timestamp_seconds",
+                "Unix time of the check's last pass or warn",
+                labels=["check"],
+            ),
+            GaugeMetricFamily("healthd_draining", "1 while draining"),
+            GaugeMetricFamily("healthd_event_loop_lag_seconds", "latest measured event-loop lag"),
+            GaugeMetricFamily("healthd_build_info", "healthd's version", labels=["version"]),
+        ]
+
+
+class Metrics(Observer):
+    """Counters and histograms fed by the engine, plus the scrape-time collector."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # No `_created` series; a process-wide switch in the client.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = registry if registry is not None else CollectorRegistry()
+        reg = self.registry
+        ProcessCollector(registry=reg)
+        GCCollector(registry=reg)
+        PlatformCollector(registry=reg)
+        self.check_duration = Histogram(
+            "healthd_check_duration_seconds", "duration of check runs",
+            ["check", "kind"], registry=reg, buckets=BUCKETS,
+        )  # fmt: skip
+        self.check_runs = Counter(
+            "healthd_check_runs_total", "check runs by outcome",
+            ["check", "kind", "outcome"], registry=reg,
+        )  # fmt: skip
+        self.probe_requests = Counter(
+            "healthd_probe_requests", "probe requests answered, by status code",
+            ["endpoint", "code"], registry=reg,
+        )  # fmt: skip
+        self.probe_duration = Histogram(
+            "healthd_probe_duration_seconds", "time to answer a probe",
+            ["endpoint"], registry=reg, buckets=BUCKETS,
+        )  # fmt: skip
+        self.deadline_budget = Histogram(
+            "healthd_deadline_budget_seconds", "budget the probe's caller gave",
+            ["endpoint"], registry=reg, buckets=BUCKETS,
+        )  # fmt: skip
+        self.reloads = Counter(
+            "healthd_config_reloads", "configuration reloads by result", ["result"], registry=reg
+        )
+        for result in ("success", "failure"):
+            self.reloads.labels(result)
+        self.last_success: dict[str, float] = {}
+        self._runs: dict[tuple[str, str, Outcome], Counter] = {}
+        self._durations: dict[tuple[str, str], Histogram] = {}
+        self._codes: dict[tuple[str, int], Counter] = {}
+        self._probes: dict[str, tuple[Histogram, Histogram]] = {}
+        self.collector: StateCollector | None = None
+
+    def bind(self, engine: Engine) -> None:
+        """Register the scrape-time collector for `engine` (once)."""
+        if self.collector is None:
+            self.collector = StateCollector(engine, self.last_success)
+            self.registry.register(self.collector)
+
+    def route(self) -> web.RouteDef:
+        """`GET /metrics`: text format, or OpenMetrics when `Accept` asks for it."""
+        return web.get("/metrics", make_aiohttp_handler(self.registry))
+
+    # --- observer hooks ------------------------------------------------------------------------
+
+    def on_result(self, spec: SpecBase, result: CheckResult, state: CheckState) -> None:
+        key = (spec.name, spec.kind)
+        hist = self._durations.get(key)
+        if hist is None:
+            hist = self._durations[key] = self.check_duration.labels(*key)
+        hist.observe(result.duration)
+        run_key = (spec.name, spec.kind, result.outcome)
+        runs = self._runs.get(run_key)
+        if runs is None:
+            runs = self._runs[run_key] = self.check_runs.labels(*key, result.outcome.value)
+        runs.inc()
+        if result.outcome.good:
+            self.last_success[spec.name] = result.observed_at
+
+    def on_probe(self, endpoint: str, code: int, duration: float, budget: float) -> None:
+        counter = self._codes.get((endpoint, code))
+        if counter is None:
+            counter = self._codes[(endpoint, code)] = self.probe_requests.labels(endpoint, code)
+        counter.inc()
+        pair = self._probes.get(endpoint)
+        if pair is None:
+            pair = self._probes[endpoint] = (
+                self.probe_duration.labels(endpoint),
+                self.deadline_budget.labels(endpoint),
+            )
+        pair[0].observe(duration)
+        pair[1].observe(budget)
+
+    def on_reload(self, ok: bool) -> None:
+        self.reloads.labels("success" if ok else "failure").inc()
