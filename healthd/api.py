@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from healthd import render
 from healthd.deadline import Deadline, inbound_budget
@@ -21,6 +22,7 @@ from healthd.model import Snapshot, State
 
 MAX_BODY = 64 * 1024
 ENGINE = web.AppKey("engine", Engine)
+CACHE = web.AppKey("cache", dict[str, "_Cached"])
 ENDPOINTS = {"livez": "liveness", "readyz": "readiness", "startupz": "startup", "health": "health"}
 NO_STORE = {"Cache-Control": "no-store"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -32,7 +34,7 @@ def error(status: int, message: str) -> web.Response:
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """`no-store` on every answer; HTTP errors as one-line JSON; no tracebacks out."""
+    """HTTP errors as one-line JSON with `no-store` (the admin API's error shape)."""
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -41,6 +43,14 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = error(exc.status, exc.reason)
     response.headers.update(NO_STORE)
     return response
+
+
+async def no_store(_: web.Request, response: web.StreamResponse) -> None:
+    """Every answer, errors from aiohttp's router included, is `Cache-Control: no-store`.
+
+    A response-prepare signal rather than a middleware: it costs less on the hot path.
+    """
+    response.headers["Cache-Control"] = "no-store"
 
 
 def authorized(request: web.Request, token: str) -> bool:
@@ -92,6 +102,24 @@ def respond(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    version: int
+    until: float
+    status: int
+    body: bytes
+
+
+def _plain(request: web.Request, engine: Engine) -> bool:
+    """A status-only JSON answer with nothing to run: the same bytes until something changes."""
+    return (
+        not request.query_string
+        and not request.match_info
+        and (engine.settings.server.show_details == "never" or not show_details(request, engine))
+        and render.HEALTH_JSON not in request.headers.get("Accept", "")
+    )
+
+
 async def probe(request: web.Request) -> web.Response:
     """A group endpoint, or one check of it (`/readyz/{check}`)."""
     engine = request.app[ENGINE]
@@ -105,6 +133,30 @@ async def probe(request: web.Request) -> web.Response:
         deadline, budget = request_deadline(request, engine)
     except BudgetError as exc:
         return error(400, str(exc))
+    cache = request.app[CACHE]
+    hit = cache.get(endpoint)
+    plain = _plain(request, engine)
+    if plain and hit and hit.version == engine.version and engine.clock() < hit.until:
+        response = web.Response(body=hit.body, status=hit.status, content_type="application/json")
+    else:
+        horizon = engine.horizon(group) if plain else None
+        version = engine.version
+        response = await _evaluate(request, engine, endpoint, group, deadline, check)
+        if horizon is not None and isinstance(response.body, bytes):
+            cache[endpoint] = _Cached(version, horizon, response.status, response.body)
+    for observer in engine.observers:
+        observer.on_probe(endpoint, response.status, time.perf_counter() - started, budget)
+    return response
+
+
+async def _evaluate(
+    request: web.Request,
+    engine: Engine,
+    endpoint: str,
+    group: str,
+    deadline: Deadline,
+    check: str | None,
+) -> web.Response:
     exclude = request.query.getall("exclude", [])
     fresh = request.query.get("fresh", "0") not in ("0", "false", "")
     snapshot = await engine.evaluate(group, deadline, fresh=fresh, exclude=exclude, only=check)
@@ -112,16 +164,20 @@ async def probe(request: web.Request) -> web.Response:
         groups = {g: engine.group_state(g, engine.states(engine.members(g))) for g in
                   ("readiness", "liveness", "startup")}  # fmt: skip
         snapshot = replace(snapshot, extra={"groups": {g: s.value for g, s in groups.items()}})
-    response = respond(request, engine, endpoint, snapshot)
-    for observer in engine.observers:
-        observer.on_probe(endpoint, response.status, time.perf_counter() - started, budget)
-    return response
+    return respond(request, engine, endpoint, snapshot)
 
 
-def make_app(engine: Engine, extra_routes: list[web.RouteDef] | None = None) -> web.Application:
-    """The probe application; `extra_routes` lets observers add `/metrics`."""
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[guard])
+def make_app(
+    engine: Engine,
+    extra_routes: list[web.RouteDef] | None = None,
+    middlewares: Sequence[Middleware] = (),
+) -> web.Application:
+    """The probe application; observers add `/metrics` (`extra_routes`) and trace context
+    continuation (`middlewares`)."""
+    app = web.Application(client_max_size=MAX_BODY, middlewares=list(middlewares))
+    app.on_response_prepare.append(no_store)
     app[ENGINE] = engine
+    app[CACHE] = {}
     routes = [web.get(f"/{name}", probe) for name in ENDPOINTS]
     routes += [web.get(f"/{name}/{{check}}", probe) for name in ("livez", "readyz")]
     app.add_routes(routes + list(extra_routes or []))

@@ -12,6 +12,7 @@ passes stops waiting without cancelling a run that others (or the state) still n
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -30,6 +31,7 @@ from healthd.evaluator import evaluate, freshness
 from healthd.model import CheckResult, CheckState, Outcome, Reason, Snapshot, State, Status
 
 Sleep = Callable[[float], Awaitable[None]]
+GROUPS = ("readiness", "liveness", "startup", "health")
 JITTER = 0.1  # ± fraction of the interval between background runs
 
 
@@ -94,6 +96,7 @@ class Engine:
         self._inflight: dict[str, _Run] = {}
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._groups: dict[str, State] = {}
+        self._running = False  # background loops started (and not stopped)
         self._configure(settings)
 
     # --- configuration -------------------------------------------------------------------------
@@ -109,23 +112,21 @@ class Engine:
                 state = CheckState(spec.name, spec.kind, spec.critical)
                 self._entries[spec.name] = _Entry(spec, self.build(spec), state)
         self.settings = settings
-        groups = ("readiness", "liveness", "startup", "health")
-        self._members = {g: settings.members(g) for g in groups}
+        self._members = {g: settings.members(g) for g in GROUPS}
         self.version += 1
 
     async def reload(self, settings: Settings) -> tuple[list[str], list[str], list[str]]:
         """Apply new settings; unchanged checks keep state. Returns (added, removed, changed)."""
         before = {n: e.spec for n, e in self._entries.items()}
-        running = bool(self._loops)
         self._configure(settings)
         added = [n for n in self._entries if n not in before]
         removed = [n for n in before if n not in self._entries]
         changed = [n for n in self._entries if n in before and before[n] != self._entries[n].spec]
         for name in removed + changed:
             await self._stop_loop(name)
-        if running:
+        if self._running:
             for name in added + changed:
-                self._start_loop(name)
+                self._start_loop(name, jitter=False)  # no first-run delay: readiness waits on it
         return added, removed, changed
 
     def spec(self, name: str) -> SpecBase | None:
@@ -142,19 +143,21 @@ class Engine:
     def set_draining(self, draining: bool) -> None:
         self.draining = draining
         self.version += 1
+        self._refresh_groups()
 
     # --- background runs -----------------------------------------------------------------------
 
     def start(self) -> None:
         """Start one background loop per `background` check."""
+        self._running = True
         for name in self._entries:
-            self._start_loop(name)
+            self._start_loop(name, jitter=True)
 
-    def _start_loop(self, name: str) -> None:
+    def _start_loop(self, name: str, jitter: bool) -> None:
         spec = self._entries[name].spec
         if spec.mode == "background" and name not in self._loops:
             self._loops[name] = asyncio.get_running_loop().create_task(
-                self._loop(name), name=f"check:{name}"
+                self._loop(name, jitter), name=f"check:{name}"
             )
 
     async def _stop_loop(self, name: str) -> None:
@@ -167,13 +170,15 @@ class Engine:
         """Cancel background loops and in-flight runs, and wait for them."""
         tasks = list(self._loops.values()) + [r.task for r in self._inflight.values()]
         self._loops.clear()
+        self._running = False
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _loop(self, name: str) -> None:
+    async def _loop(self, name: str, jitter: bool) -> None:
         spec = self._entries[name].spec
-        await self.sleep(random.uniform(0, min(spec.interval, 1.0)))  # noqa: S311 - jitter only
+        if jitter:  # spread the first runs of many checks over up to a second
+            await self.sleep(random.uniform(0, min(spec.interval, 1.0)))  # noqa: S311
         while True:
             await self._join(name, Deadline.after(spec.timeout, self.clock), background=True)
             await self.sleep(spec.interval * random.uniform(1 - JITTER, 1 + JITTER))  # noqa: S311
@@ -184,6 +189,11 @@ class Engine:
         """Checks running now, with the age of each run in seconds."""
         now = self.clock()
         return {n: now - r.started for n, r in self._inflight.items()}
+
+    async def run_now(self, name: str) -> CheckResult:
+        """Run `name` now within its own timeout and record the result (a posted heartbeat)."""
+        spec = self._entries[name].spec
+        return await self._join(name, Deadline.after(spec.timeout, self.clock))
 
     async def _join(self, name: str, deadline: Deadline, background: bool = False) -> CheckResult:
         """This check's result within `deadline`, sharing a run already in flight."""
@@ -250,6 +260,17 @@ class Engine:
             self._entries[n].state.ever_passed for n in self._members["startup"]
         ):
             self.started = True
+        self._refresh_groups()
+
+    def _refresh_groups(self) -> None:
+        """Tell observers about group transitions (whole groups, as they stand now)."""
+        for group in GROUPS:
+            state = self.group_state(group, self.states(self._members[group]))
+            before = self._groups.get(group)
+            if before is not state:
+                self._groups[group] = state
+                for observer in self.observers:
+                    observer.on_group(group, before, state)
 
     # --- evaluation ----------------------------------------------------------------------------
 
@@ -263,18 +284,23 @@ class Engine:
         return out
 
     def group_state(self, group: str, states: Sequence[CheckState]) -> State:
+        """The state of `group` given its members' `states` (no side effects)."""
         if group == "startup":
-            if self.started:
-                return State.HEALTHY
-            return State.UNKNOWN if not self.draining else State.DRAINING
-        draining = self.draining and group not in ("liveness",)
-        state = aggregate(states, draining)
-        before = self._groups.get(group)
-        if before is not state:
-            self._groups[group] = state
-            for observer in self.observers:
-                observer.on_group(group, before, state)
-        return state
+            return State.HEALTHY if self.started else State.UNKNOWN
+        return aggregate(states, self.draining and group != "liveness")
+
+    def horizon(self, group: str) -> float | None:
+        """Until when (monotonic) the group's answer holds without a new result, or None
+        when a probe of it must run checks (`on_demand` members)."""
+        until = math.inf
+        for name in self._members.get(group, ()):
+            entry = self._entries[name]
+            if entry.spec.mode == "on_demand":
+                return None
+            last = entry.state.last
+            if last is not None:
+                until = min(until, last.started_at + last.duration + entry.spec.stale_after)
+        return until
 
     async def evaluate(
         self,
