@@ -3,25 +3,47 @@
 aiohttp's `run_app` closes the listening sockets first on a signal; we own the signals
 instead (`AppRunner(handle_signals=False)`), so probes keep getting answers — 503 on
 readiness, 200 on liveness — for `shutdown.drain_delay` before the listeners close.
+
+    SIGTERM/SIGINT  draining at once; every answer from then on says `Connection: close`
+                    (keep-alive clients reconnect while the listener is still open, so
+                    none holds an idle connection when it closes); after drain_delay the
+                    listeners close, requests in flight get `grace` to finish, the rest
+                    are cancelled and logged; checks stop; telemetry flushes; exit 0.
+    second signal   exit at once with code 1 (`os._exit`: nothing waits, nothing flushes)
+    SIGHUP          reload (as POST /admin/reload)
+    SIGUSR1         one log line with a diagnostic dump
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import signal
+import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
-from healthd import api
+from healthd import admin, api
+from healthd.admin import ReloadResult
 from healthd.checks.loop import MONITOR
-from healthd.config import Settings
+from healthd.config import DEFAULT_CONFIG, Settings, load_settings
+from healthd.durations import human_duration
 from healthd.engine import Engine
+from healthd.errors import ConfigError
 from healthd.observers import Telemetry, setup
 
 log = logging.getLogger("healthd")
+# After grace every handler has finished or been cancelled: aiohttp's own shutdown wait
+# only has to reap connections, so it gets a short bound (its timeouts round up above 5 s).
+REAP_TIMEOUT = 1.0
+ADMIN_KEEPALIVE = 15.0
+RESTART_ONLY_SERVER_KEYS = ("listen", "keepalive_timeout")
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -46,51 +68,283 @@ class Daemon:
             settings, observers=self.telemetry.observers, tracer=self.telemetry.tracer
         )
         self.telemetry.bind(self.engine)
-        self.app = api.make_app(self.engine, self.telemetry.routes)
-        self._stop = asyncio.Event()
-        self._signals = 0
+        self.app = api.make_app(
+            self.engine, self.telemetry.routes, [self._track, *self.telemetry.middlewares]
+        )
+        self.app.on_response_prepare.append(self._close_when_shutting_down)
+        self.admin_app = admin.make_admin_app(self.engine, self, [self._track])
         self.exit_code = 0
+        self.shutting_down = False
+        self._stop = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._requests: dict[asyncio.Task[Any], tuple[str, float]] = {}
+        self._served = 0
+        self._cancelled = 0
+        self._signal = ""
+        self._signalled_at = 0.0
+        self._started = time.monotonic()
+        self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._admin_runner: web.AppRunner | None = None
+        self._admin_site: web.TCPSite | None = None
+
+    # --- requests in flight ---------------------------------------------------------------------
+
+    @web.middleware
+    async def _track(self, request: web.Request, handler: api.Handler) -> web.StreamResponse:
+        """Middleware: every request in flight is known (with its task) until it is answered."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._requests[task] = (f"{request.method} {request.path_qs[:200]}", time.monotonic())
+        self._idle.clear()
+        try:
+            return await handler(request)
+        finally:
+            del self._requests[task]
+            self._served += 1
+            if not self._requests:
+                self._idle.set()
+
+    async def _close_when_shutting_down(
+        self, request: web.Request, response: web.StreamResponse
+    ) -> None:
+        # Headers are prepared before this hook runs: set the header and the close itself.
+        if self.shutting_down:
+            response.force_close()  # no idle keep-alive connection is left when listeners close
+            response.headers[hdrs.CONNECTION] = "close"
+
+    # --- signals --------------------------------------------------------------------------------
 
     def request_stop(self, signame: str = "stop") -> None:
-        """First call: start draining. Second: give up at once with exit code 1."""
-        self._signals += 1
-        if self._signals > 1:
-            log.warning("second %s: exiting at once", signame)
-            self.exit_code = 1
-            raise SystemExit(1)
-        log.info("%s: draining (readiness now fails; listeners stay open)", signame)
+        """First call: start draining. Second: exit at once with code 1."""
+        if self.shutting_down:
+            log.warning("second %s while shutting down: exiting at once with code 1", signame)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            sys.stderr.flush()
+            os._exit(1)  # a SystemExit here would wait for the drain and in-flight requests
+        self.shutting_down = True
+        self._signal, self._signalled_at = signame, time.monotonic()
         self.engine.set_draining(True)
+        log.info(
+            "%s: draining (readiness fails; listeners stay open %s)",
+            signame, human_duration(self.settings.shutdown.drain_delay),
+        )  # fmt: skip
         self._stop.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_hup(self) -> None:
+        if self.shutting_down:
+            log.info("SIGHUP while shutting down: reload ignored")
+            return
+        self._spawn(self.reload())
+
+    def _on_usr1(self) -> None:
+        log.info("diagnostics: %s", json.dumps(self.diagnostics(), separators=(",", ":")))
+
+    # --- reload ---------------------------------------------------------------------------------
+
+    async def reload(self) -> ReloadResult:
+        """Load and validate the config file; apply it, or keep running the old one."""
+        async with self._reload_lock:
+            path = self.config_path or DEFAULT_CONFIG
+            try:
+                new = load_settings(self.config_path)
+            except ConfigError as exc:
+                return self._reject(str(exc).splitlines(), path)
+            new, notes = self._pin(new)
+            for note in notes:
+                log.warning("reload: %s", note)
+            old = self.settings
+            added, removed, changed = await self.engine.reload(new)
+            self.settings = new
+            await self._apply_admin(new)
+            if new.logging != old.logging:
+                from healthd.observers.log import configure
+
+                configure(new.logging)
+            log.info(
+                "reload: applied %s (%d checks; added %s, removed %s, changed %s)",
+                path, len(new.checks), added or "none", removed or "none", changed or "none",
+            )  # fmt: skip
+            self._notify_reload(True)
+            return ReloadResult(True, [], added, removed, changed, notes)
+
+    def _reject(self, errors: list[str], path: Path) -> ReloadResult:
+        for line in errors:
+            log.error("reload failed: %s", line)
+        log.error("reload: %s is invalid; the running configuration stays", path)
+        self._notify_reload(False)
+        return ReloadResult(False, errors=errors)
+
+    def _notify_reload(self, ok: bool) -> None:
+        for observer in self.engine.observers:
+            observer.on_reload(ok)
+
+    def _pin(self, new: Settings) -> tuple[Settings, list[str]]:
+        """Keep what cannot change without a restart (the probe listener, keep-alive, tracing)."""
+        old, notes = self.settings, []
+        keys = RESTART_ONLY_SERVER_KEYS + (("admin_listen",) if self._admin_site else ())
+        keep = {k: getattr(old.server, k) for k in keys}
+        keep = {k: v for k, v in keep.items() if getattr(new.server, k) != v}
+        notes += [f"server.{k} needs a restart; keeping {v}" for k, v in keep.items()]
+        update: dict[str, Any] = {}
+        if keep:
+            update["server"] = new.server.model_copy(update=keep)
+        if new.tracing != old.tracing:
+            update["tracing"] = old.tracing
+            notes.append("tracing needs a restart; keeping the running settings")
+        return (new.model_copy(update=update) if update else new), notes
+
+    async def _apply_admin(self, new: Settings) -> None:
+        """A token set by a reload starts the admin listener; a cleared one stops it."""
+        if new.server.token.get_secret_value() and self._admin_site is None:
+            problem = ""
+            try:
+                await self._start_admin()
+            except ConfigError as exc:
+                problem = str(exc)
+            if problem:
+                log.error("reload: admin API not started: %s", problem)
+        elif not new.server.token.get_secret_value() and self._admin_site is not None:
+            await self._admin_site.stop()
+            self._admin_site = None
+            log.info("admin API off: server.token is now empty")
+
+    # --- diagnostics ----------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """The daemon's own part of /admin/state and the SIGUSR1 dump."""
+        now = time.monotonic()
+        return {
+            "shutting_down": self.shutting_down,
+            "uptime_s": round(now - self._started, 3),
+            "config": str(self.config_path or DEFAULT_CONFIG),
+            "requests_served": self._served,
+            "requests_in_flight": [
+                {"request": what, "age_ms": round((now - since) * 1000, 1)}
+                for what, since in self._requests.values()
+            ],
+        }
+
+    def diagnostics(self) -> dict[str, Any]:
+        return admin.state_view(self.engine) | self.info() | {"tasks": len(asyncio.all_tasks())}
+
+    # --- serving --------------------------------------------------------------------------------
+
+    async def _listen(self, runner: web.AppRunner, address: str, key: str) -> web.TCPSite:
+        host, port = split_listen(address)
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot listen on {address}: {exc.strerror or exc}") from None
+        return site
+
+    async def _start_admin(self) -> None:
+        if self._admin_runner is None:
+            self._admin_runner = web.AppRunner(
+                self.admin_app, handle_signals=False, keepalive_timeout=ADMIN_KEEPALIVE,
+                shutdown_timeout=REAP_TIMEOUT, access_log=None,
+            )  # fmt: skip
+            await self._admin_runner.setup()
+        address = self.settings.server.admin_listen
+        self._admin_site = await self._listen(self._admin_runner, address, "server.admin_listen")
+        log.info("admin API on %s", address)
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
         server = self.settings.server
+        # keepalive_timeout: longer than the idle timeout of common clients (aiohttp 15 s,
+        # kubelet none), so a client, not healthd, closes an idle connection: no race.
         runner = web.AppRunner(
             self.app,
             handle_signals=False,
             keepalive_timeout=server.keepalive_timeout,
-            shutdown_timeout=self.settings.shutdown.grace,
+            shutdown_timeout=REAP_TIMEOUT,
             access_log=None,
         )
         await runner.setup()
-        host, port = split_listen(server.listen)
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
+        try:
+            await self._listen(runner, server.listen, "server.listen")
+            if server.token.get_secret_value():
+                await self._start_admin()
+            else:
+                log.info("admin API off: server.token is empty")
+        except BaseException:
+            await self._cleanup([runner])
+            raise
         MONITOR.ensure_running()
         self.engine.start()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop, sig.name)
+        handlers = {
+            signal.SIGTERM: lambda: self.request_stop("SIGTERM"),
+            signal.SIGINT: lambda: self.request_stop("SIGINT"),
+            signal.SIGHUP: self._on_hup,
+            signal.SIGUSR1: self._on_usr1,
+        }
+        for sig, callback in handlers.items():
+            loop.add_signal_handler(sig, callback)
         log.info("healthd listening on %s with %d checks", server.listen, len(self.settings.checks))
-        started = time.monotonic()
+        self._started = time.monotonic()
         try:
             await self._stop.wait()
             await asyncio.sleep(self.settings.shutdown.drain_delay)
-            await runner.cleanup()  # closes listeners, then waits for in-flight requests (grace)
+            await self._close(runner)
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in handlers:
                 loop.remove_signal_handler(sig)
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.engine.stop()
             await MONITOR.stop()
             self.telemetry.shutdown()
-        log.info("healthd stopped after %.1fs, exit %d", time.monotonic() - started, self.exit_code)
+        now = time.monotonic()
+        log.info(
+            "healthd exited: %s after %s up, stopped %s after the signal; "
+            "%d requests served, %d cancelled at the end of grace; exit %d",
+            self._signal or "stop", human_duration(now - self._started),
+            human_duration(now - self._signalled_at), self._served, self._cancelled, self.exit_code,
+        )  # fmt: skip
         return self.exit_code
+
+    async def _close(self, runner: web.AppRunner) -> None:
+        """Close listeners, give requests in flight `grace`, cancel (and log) the rest."""
+        grace = self.settings.shutdown.grace
+        runners = [runner] + ([self._admin_runner] if self._admin_runner else [])
+        for r in runners:
+            for site in list(r.sites):
+                await site.stop()
+        await asyncio.sleep(0)  # let requests accepted just before the close start
+        for r in runners:
+            if r.server is not None:
+                r.server.pre_shutdown()  # idle keep-alive connections close now
+        log.info(
+            "listeners closed; %d requests in flight get up to %s",
+            len(self._requests), human_duration(grace),
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(grace):
+                await self._idle.wait()
+        except TimeoutError:
+            now = time.monotonic()
+            late = list(self._requests.items())
+            for task, (what, since) in late:
+                log.warning("grace over: cancelling %s after %s", what, human_duration(now - since))
+                task.cancel()
+            self._cancelled = len(late)
+            if late:
+                await asyncio.wait([t for t, _ in late], timeout=REAP_TIMEOUT)
+        await self._cleanup(runners)
+
+    async def _cleanup(self, runners: list[web.AppRunner]) -> None:
+        for r in runners:
+            await r.cleanup()
+        if self._admin_runner is not None and self._admin_runner not in runners:
+            await self._admin_runner.cleanup()
+        self._admin_runner = self._admin_site = None

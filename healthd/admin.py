@@ -1,0 +1,197 @@
+"""The admin listener (DESIGN §5): drain, ready, reload, state, heartbeats.
+
+Every request needs `Authorization: Bearer <server.token>` (compared in constant time by
+`api.authorized`); no token configured means the daemon does not start this listener,
+and a token cleared by a reload answers 401 to everything. Bad input is a 4xx with a
+one-line message, never a 500.
+
+    POST /admin/drain            readiness fails from now on (liveness unaffected)
+    POST /admin/ready            leave draining (refused with 409 while shutting down)
+    POST /admin/reload           load + validate the config file; 422 with the errors if invalid
+    GET  /admin/state            every check in full, groups, in-flight checks with their age
+    POST /heartbeat/{check}      {"status": "pass|warn|fail", "message": "..."} (heartbeat kind)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+import healthd
+from healthd import api, render
+from healthd.checks.heartbeat import HeartbeatCheck
+from healthd.engine import Engine
+
+log = logging.getLogger("healthd.admin")
+GROUPS = ("readiness", "liveness", "startup")
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    """What a reload did: `ok` False means nothing changed and `errors` says why."""
+
+    ok: bool
+    errors: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    needs_restart: list[str] = field(default_factory=list)
+
+
+class Control(Protocol):
+    """What the admin API steers besides the engine: the daemon (lifecycle.Daemon)."""
+
+    @property
+    def shutting_down(self) -> bool: ...
+
+    async def reload(self) -> ReloadResult: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
+ENGINE = web.AppKey("engine", Engine)
+CONTROL = web.AppKey("control", Control)
+
+
+def state_view(engine: Engine) -> dict[str, Any]:
+    """Everything the engine knows, in full: checks, groups, in-flight runs, draining."""
+    names = engine.members("health")
+    checks: dict[str, Any] = {}
+    for state in engine.states(names):
+        spec = engine.spec(state.name)
+        view = render.check_view(state)
+        if spec is not None:
+            view.update(
+                mode=spec.mode,
+                interval_ms=round(spec.interval * 1000, 3),
+                timeout_ms=round(spec.timeout * 1000, 3),
+                groups=[g for g in GROUPS if state.name in engine.members(g)],
+            )
+        checks[state.name] = view
+    groups = {g: engine.group_state(g, engine.states(engine.members(g))).value for g in GROUPS}
+    inflight = {n: {"age_ms": round(age * 1000, 1)} for n, age in engine.inflight().items()}
+    return {
+        "version": healthd.__version__,
+        "state_version": engine.version,
+        "draining": engine.draining,
+        "started": engine.started,
+        "groups": groups,
+        "checks": checks,
+        "inflight_checks": inflight,
+    }
+
+
+@web.middleware
+async def require_token(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    """401 unless the bearer token matches; the token is read per request (reloads apply)."""
+    token = request.app[ENGINE].settings.server.token.get_secret_value()
+    if not api.authorized(request, token):
+        response = api.error(401, "missing or wrong bearer token")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="healthd-admin"'
+        return response
+    return await handler(request)
+
+
+async def drain(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    if not engine.draining:
+        log.info("admin: drain requested (readiness now fails)")
+    engine.set_draining(True)
+    return web.json_response({"draining": True})
+
+
+async def ready(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    if request.app[CONTROL].shutting_down:
+        return api.error(409, "shutting down: draining cannot be left")
+    if engine.draining:
+        log.info("admin: ready requested (leaving draining)")
+    engine.set_draining(False)
+    return web.json_response({"draining": False})
+
+
+async def reload(request: web.Request) -> web.Response:
+    control = request.app[CONTROL]
+    if control.shutting_down:
+        return api.error(409, "shutting down: reload refused")
+    result = await control.reload()
+    body = asdict(result)
+    if not result.ok:
+        body["error"] = result.errors[0] if result.errors else "reload failed"
+        return web.json_response(body, status=422)
+    return web.json_response(body)
+
+
+async def state(request: web.Request) -> web.Response:
+    body = state_view(request.app[ENGINE]) | request.app[CONTROL].info()
+    return web.json_response(body)
+
+
+def _beat_body(raw: bytes) -> tuple[str, str]:
+    """(status, message) from a heartbeat body; ValueError with a one-line reason."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ValueError("body: not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ValueError('body: must be a JSON object like {"status": "pass"}')
+    status, message = data.get("status"), data.get("message", "")
+    if not isinstance(status, str):
+        raise ValueError("status: required, one of pass, warn, fail")
+    if not isinstance(message, str):
+        raise ValueError("message: must be a string")
+    unknown = sorted(set(data) - {"status", "message"})
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r:.40}")
+    return status, message
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    name = request.match_info["check"]
+    check = engine.check(name)
+    if not isinstance(check, HeartbeatCheck):
+        return api.error(404, f"no heartbeat check {name!r:.70}")
+    raw = await request.read()  # client_max_size: above 64 KiB → 413 (api.guard)
+    try:
+        status, message = _beat_body(raw)
+        check.post(status, message)
+    except ValueError as exc:
+        return api.error(400, str(exc))
+    result = await engine.run_now(name)
+    after = engine.states([name])[0] if engine.spec(name) is not None else None
+    return web.json_response(
+        {
+            "check": name,
+            "status": after.status.value if after is not None else result.outcome.value,
+            "last_outcome": result.outcome.value,
+            "message": result.message,
+        }
+    )
+
+
+def make_admin_app(
+    engine: Engine, control: Control, middlewares: Sequence[Middleware] = ()
+) -> web.Application:
+    """The admin application; `middlewares` run inside the token check (the daemon's tracker)."""
+    app = web.Application(
+        client_max_size=api.MAX_BODY, middlewares=[api.guard, require_token, *middlewares]
+    )
+    app[ENGINE] = engine
+    app[CONTROL] = control
+    app.add_routes(
+        [
+            web.post("/admin/drain", drain),
+            web.post("/admin/ready", ready),
+            web.post("/admin/reload", reload),
+            web.get("/admin/state", state),
+            web.post("/heartbeat/{check}", heartbeat),
+        ]
+    )
+    return app

@@ -1,0 +1,125 @@
+"""config/k8s/ and the Dockerfile: valid manifests, timing from `shutdown`, probes on healthd.
+
+Manifests are validated against the Kubernetes JSON schemas shipped inside the
+`kubernetes-validate` package (no network), strict mode: unknown fields are errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+from ruamel.yaml import YAML
+
+from healthd.config import Settings, parse_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "config" / "k8s"
+# The oldest Kubernetes minor still common in managed clusters, and the newest shipped.
+VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
+PROBES = {"startupProbe": "/startupz", "readinessProbe": "/readyz", "livenessProbe": "/livez"}
+
+
+def documents() -> list[dict[str, Any]]:
+    yaml = YAML(typ="safe")
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        docs += [d for d in yaml.load_all(path.read_text()) if d]
+    return docs
+
+
+def one(kind: str) -> dict[str, Any]:
+    (doc,) = [d for d in documents() if d["kind"] == kind]
+    return doc
+
+
+def healthd_settings() -> Settings:
+    return parse_settings(one("ConfigMap")["data"]["healthd.yaml"], "configmap.yaml")
+
+
+def containers() -> dict[str, dict[str, Any]]:
+    spec = one("Deployment")["spec"]["template"]["spec"]
+    return {c["name"]: c for c in spec["containers"]}
+
+
+def port_number(container: dict[str, Any], port: int | str) -> int:
+    if isinstance(port, int):
+        return port
+    (number,) = [p["containerPort"] for p in container["ports"] if p["name"] == port]
+    return int(number)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_manifests_match_the_kubernetes_schemas(version: str) -> None:
+    """Every manifest validates (strict: no unknown fields) against the Kubernetes schemas."""
+    docs = documents()
+    assert {d["kind"] for d in docs} == {"ConfigMap", "Deployment", "Service"}
+    for doc in docs:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_an_invalid_manifest_is_caught() -> None:
+    """The validator is not a no-op: a misspelt field fails."""
+    deployment = one("Deployment")
+    deployment["spec"]["template"]["spec"]["terminationGracePeriod"] = 30
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, VERSIONS[-1], strict=True)
+
+
+def test_configmap_holds_a_valid_healthd_config() -> None:
+    """The ConfigMap's healthd.yaml loads; probes are public, the admin API pod-local."""
+    settings = healthd_settings()
+    assert settings.server.listen.startswith("0.0.0.0:")
+    assert settings.server.admin_listen.startswith("127.0.0.1:")
+
+
+def test_termination_grace_covers_drain_and_grace() -> None:
+    """terminationGracePeriodSeconds ≥ drain_delay + grace; the app's preStop sleeps drain_delay."""
+    shutdown = healthd_settings().shutdown
+    pod = one("Deployment")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] >= shutdown.drain_delay + shutdown.grace
+    app = containers()["app"]
+    assert app["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", f"{shutdown.drain_delay:g}"]
+    assert "lifecycle" not in containers()["healthd"]  # healthd drains on SIGTERM itself
+
+
+def test_probes_point_at_healthd() -> None:
+    """Startup, readiness and liveness probes hit healthd's paths on its probe port, in budget."""
+    settings = healthd_settings()
+    listen_port = int(settings.server.listen.rpartition(":")[2])
+    healthd = containers()["healthd"]
+    for probe, path in PROBES.items():
+        get = healthd[probe]["httpGet"]
+        assert get["path"] == path
+        assert port_number(healthd, get["port"]) == listen_port
+        headers = {h["name"]: h["value"] for h in get.get("httpHeaders", [])}
+        budget_ms = int(headers["X-Request-Timeout-Ms"])
+        assert budget_ms < healthd[probe]["timeoutSeconds"] * 1000  # answered before the kubelet
+        assert budget_ms <= settings.deadline.max * 1000  # not capped away
+    assert not any(p in containers()["app"] for p in PROBES)  # healthd speaks for the pod
+    assert healthd["args"] == ["run", "-c", "/etc/healthd/healthd.yaml"]
+
+
+def test_service_selects_the_pods_and_named_ports() -> None:
+    """The Service's selector matches the pod labels and its target ports exist."""
+    service, deployment = one("Service"), one("Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    names = {p["name"] for c in containers().values() for p in c.get("ports", [])}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= names
+
+
+def test_dockerfile_is_multi_stage_non_root_and_probes_livez() -> None:
+    """The image runs as a numeric non-root user, stops on SIGTERM and checks /livez."""
+    lines = [x.strip() for x in (ROOT / "Dockerfile").read_text().splitlines()]
+    assert sum(x.startswith("FROM ") for x in lines) == 2
+    assert any(x.startswith("COPY --from=build ") for x in lines)
+    (user,) = [x.split()[1] for x in lines if x.startswith("USER ")]
+    uid = user.split(":")[0]
+    assert uid.isdigit()
+    assert uid != "0"
+    assert "STOPSIGNAL SIGTERM" in lines
+    text = (ROOT / "Dockerfile").read_text()
+    assert '"healthd", "probe", "http://127.0.0.1:8099/livez"' in text

@@ -1,0 +1,187 @@
+"""DESIGN §6 on a real `healthd run` process with real signals: drain, grace, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.procs import Healthd
+
+pytestmark = pytest.mark.slow
+
+DRAIN, GRACE = 1.0, 2.0
+CONFIG = f"""
+server: {{listen: "127.0.0.1:{{port}}", admin_listen: "127.0.0.1:{{admin_port}}"}}
+shutdown: {{drain_delay: {DRAIN}s, grace: {GRACE}s}}
+checks:
+  - {{name: loop, kind: loop, interval: 200ms, timeout: 100ms}}
+"""
+# The kernel completes handshakes into the accept queue until the listener closes; a client
+# connecting in the last loop iteration before the close is reset. "Before the listeners
+# close" therefore means requests sent more than this long before drain_delay ends.
+ACCEPT_RACE = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    path: str
+    sent: float
+    done: float
+    status: int | None = None
+    error: str = ""
+    connection: str = ""
+
+
+async def wait_line(h: Healthd, text: str, timeout: float = 5.0) -> str:
+    """The first stderr line containing `text` (bounded wait)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for line in h.lines:
+            if text in line:
+                return line
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no line with {text!r} in:\n" + "\n".join(h.lines))
+
+
+async def wait_ready(h: Healthd, path: str = "/readyz", timeout: float = 5.0) -> None:
+    async with aiohttp.ClientSession() as session:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            async with session.get(h.url(path)) as resp:
+                if resp.status == 200:
+                    return
+            await asyncio.sleep(0.02)
+    raise AssertionError(f"{path} never answered 200")
+
+
+async def hammer(url: str, path: str, stop: asyncio.Event, hits: list[Hit]) -> None:
+    """One client in a tight loop on its own session (keep-alive pool); every answer is read."""
+    async with aiohttp.ClientSession() as session:
+        while not stop.is_set():
+            sent = time.monotonic()
+            try:
+                async with session.get(url + path) as resp:
+                    json.loads(await resp.read())  # a full answer, or ValueError/payload error
+                    conn = resp.headers.get("Connection", "")
+                    hits.append(Hit(path, sent, time.monotonic(), resp.status, "", conn))
+            except (aiohttp.ClientError, ValueError, OSError) as exc:
+                hits.append(Hit(path, sent, time.monotonic(), None, type(exc).__name__))
+                await asyncio.sleep(0.005)  # refused after the close: do not spin
+
+
+async def test_sigterm_under_load_drains_without_dropping(tmp_path: Path) -> None:
+    """Under load: readiness 503 within 50ms, liveness 200, no errors before close, exit 0."""
+    async with Healthd(tmp_path, CONFIG) as h:
+        await wait_ready(h)
+        stop, hits = asyncio.Event(), list[Hit]()
+        base = h.url("")
+        paths = ["/readyz"] * 6 + ["/livez"] * 2
+        clients = [asyncio.create_task(hammer(base, p, stop, hits)) for p in paths]
+        await asyncio.sleep(0.5)
+        t_sig = time.monotonic()
+        h.signal(signal.SIGTERM)
+        code = await h.wait(DRAIN + GRACE + 3)
+        t_exit = time.monotonic()
+        stop.set()
+        await asyncio.gather(*clients)
+
+    before = [x for x in hits if x.done < t_sig]
+    assert len([x for x in before if x.sent >= t_sig - 0.5]) >= 150  # several hundred per second
+    assert all(x.status == 200 for x in before)
+    ready = [x for x in hits if x.path == "/readyz" and x.status is not None]
+    first_503 = min(x.done for x in ready if x.status == 503)
+    assert first_503 - t_sig < 0.05
+    assert all(x.status == 503 for x in ready if x.sent > t_sig + 0.05)
+    close_at = t_sig + DRAIN - ACCEPT_RACE
+    assert [x for x in hits if x.error and x.sent < close_at] == []
+    live = [x for x in hits if x.path == "/livez" and x.sent < close_at]
+    assert live
+    assert all(x.status == 200 for x in live)
+    assert max(x.done for x in hits if x.status is not None) >= t_sig + DRAIN * 0.95
+    assert all(x.connection == "close" for x in hits if x.status == 503)
+    assert not [x for x in hits if x.error in ("ClientPayloadError", "ValueError")]
+    assert code == 0
+    assert DRAIN <= t_exit - t_sig <= DRAIN + GRACE + 0.5
+    assert any("healthd exited: SIGTERM" in line and "exit 0" in line for line in h.lines)
+
+
+async def test_second_signal_exits_at_once_with_1(tmp_path: Path) -> None:
+    """A second SIGTERM during the drain exits immediately with code 1."""
+    config = CONFIG.replace(f"drain_delay: {DRAIN}s", "drain_delay: 10s")
+    async with Healthd(tmp_path, config) as h:
+        h.signal(signal.SIGTERM)
+        await wait_line(h, "SIGTERM: draining")
+        t_sig = time.monotonic()
+        h.signal(signal.SIGINT)
+        code = await h.wait(5)
+        elapsed = time.monotonic() - t_sig
+    assert code == 1
+    assert elapsed < 0.5
+    assert any("second SIGINT while shutting down: exiting at once" in x for x in h.lines)
+
+
+async def test_grace_cancels_a_request_still_running(
+    tmp_path: Path, blackhole: tuple[str, int]
+) -> None:
+    """A probe still running at the end of grace is cancelled and logged; exit is still 0."""
+    host, port = blackhole
+    config = f"""
+server: {{listen: "127.0.0.1:{{port}}", admin_listen: "127.0.0.1:{{admin_port}}"}}
+shutdown: {{drain_delay: 300ms, grace: 500ms}}
+checks:
+  - {{name: loop, kind: loop, interval: 200ms, timeout: 100ms}}
+  - {{name: hang, kind: tcp, address: "{host}:{port}", mode: on_demand,
+      interval: 60s, timeout: 30s}}
+"""
+    async with Healthd(tmp_path, config) as h, aiohttp.ClientSession() as session:
+        slow = asyncio.create_task(session.get(h.url("/readyz/hang?timeout=20s")))
+        await asyncio.sleep(0.3)  # the request is in flight, waiting on the blackhole
+        t_sig = time.monotonic()
+        h.signal(signal.SIGTERM)
+        code = await h.wait(5)
+        elapsed = time.monotonic() - t_sig
+        with pytest.raises(aiohttp.ClientError):
+            await slow
+    assert code == 0
+    assert 0.8 <= elapsed <= 0.8 + 1.5
+    line = await wait_line(h, "grace over: cancelling")
+    assert "GET /readyz/hang?timeout=20s after" in line
+    assert any("1 cancelled at the end of grace; exit 0" in x for x in h.lines)
+
+
+async def test_sigusr1_logs_a_diagnostic_dump(tmp_path: Path, blackhole: tuple[str, int]) -> None:
+    """SIGUSR1 logs one line: every check, in-flight checks with their age, the task count."""
+    host, port = blackhole
+    config = CONFIG + (
+        f'  - {{name: hang, kind: tcp, address: "{host}:{port}", mode: on_demand, '
+        "interval: 60s, timeout: 30s, critical: false}\n"
+    )
+    async with Healthd(tmp_path, config) as h, aiohttp.ClientSession() as session:
+        slow = asyncio.create_task(session.get(h.url("/readyz/hang?timeout=5s")))
+        await asyncio.sleep(0.3)
+        h.signal(signal.SIGUSR1)
+        line = await wait_line(h, "diagnostics: ")
+        slow.cancel()
+        await asyncio.gather(slow, return_exceptions=True)
+    dump = json.loads(line.split("diagnostics: ", 1)[1])
+    assert set(dump["checks"]) == {"loop", "hang"}
+    assert dump["inflight_checks"]["hang"]["age_ms"] >= 200
+    assert dump["requests_in_flight"][0]["request"] == "GET /readyz/hang?timeout=5s"
+    assert dump["tasks"] > 0
+    assert dump["draining"] is False
+
+
+async def test_admin_listener_off_without_token(tmp_path: Path) -> None:
+    """No token configured: the admin listener is not started, and the log says so."""
+    async with Healthd(tmp_path, CONFIG) as h:
+        assert any("admin API off: server.token is empty" in x for x in h.lines)
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.ClientConnectorError):
+                await session.post(h.admin_url("/admin/drain"))
