@@ -6,13 +6,39 @@ from typing import Annotated
 
 from pydantic import Field
 
+from healthd.checks.amqp import AmqpSpec
 from healthd.checks.base import Check, SpecBase
+from healthd.checks.disk import DiskSpec
+from healthd.checks.dns import DnsSpec
+from healthd.checks.exec import ExecSpec
+from healthd.checks.grpc import GrpcSpec
+from healthd.checks.heartbeat import HeartbeatSpec
+from healthd.checks.http import HttpSpec
 from healthd.checks.loop import LoopSpec
+from healthd.checks.mqtt import MqttSpec
+from healthd.checks.mysql import MysqlSpec
+from healthd.checks.nats import NatsSpec
+from healthd.checks.postgres import PostgresSpec
+from healthd.checks.redis import RedisSpec
+from healthd.checks.remote import RemoteSpec
 from healthd.checks.tcp import TcpSpec
 
 CheckSpec = Annotated[
     TcpSpec
-    | LoopSpec,
+    | LoopSpec
+    | HttpSpec
+    | DnsSpec
+    | ExecSpec
+    | DiskSpec
+    | RemoteSpec
+    | AmqpSpec
+    | MqttSpec
+    | NatsSpec
+    | GrpcSpec
+    | PostgresSpec
+    | MysqlSpec
+    | RedisSpec
+    | HeartbeatSpec,
     Field(discriminator="kind"),
 ]
 

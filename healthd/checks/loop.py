@@ -28,8 +28,9 @@ class LagMonitor:
         self._task: asyncio.Task[None] | None = None
 
     def ensure_running(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._sample(), name="loop-lag")
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._sample(), name="loop-lag")
 
     async def _sample(self) -> None:
         loop = asyncio.get_running_loop()
