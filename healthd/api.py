@@ -6,23 +6,28 @@ is a 4xx with a one-line message, never a 500.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
+from multidict import CIMultiDictProxy
 
 from healthd import render
-from healthd.deadline import Deadline, inbound_budget
-from healthd.engine import Engine
+from healthd.deadline import HEADER, Deadline, inbound_budget
+from healthd.engine import Engine, Observer
 from healthd.errors import BudgetError
 from healthd.model import Snapshot, State
 
 MAX_BODY = 64 * 1024
 ENGINE = web.AppKey("engine", Engine)
-CACHE = web.AppKey("cache", dict[str, "_Cached"])
+JSON = "application/json"
+CACHED_HEADERS = {"Content-Type": JSON, "Cache-Control": "no-store"}
 ENDPOINTS = {"livez": "liveness", "readyz": "readiness", "startupz": "startup", "health": "health"}
 NO_STORE = {"Cache-Control": "no-store"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -45,12 +50,59 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-async def no_store(_: web.Request, response: web.StreamResponse) -> None:
-    """Every answer, errors from aiohttp's router included, is `Cache-Control: no-store`.
+class InFlight:
+    """The requests being answered that wait on something (checks, a reload), for the
+    lifecycle: it waits for them during `grace`, then cancels and logs the rest.
 
-    A response-prepare signal rather than a middleware: it costs less on the hot path.
+    ATTENTION: a cached probe answer never awaits, so it can neither be in flight at a
+    signal nor be cancelled: only the paths that await are tracked, which keeps the hot
+    path free of a middleware.
     """
-    response.headers["Cache-Control"] = "no-store"
+
+    def __init__(self) -> None:
+        self.requests: dict[asyncio.Task[Any], tuple[web.Request, float]] = {}
+        self.served = 0
+        self.closing = False  # shutting down: answers close their connections
+        self.idle = asyncio.Event()  # set when closing and nothing is in flight
+
+    @contextlib.contextmanager
+    def track(self, request: web.Request) -> Iterator[None]:
+        task = asyncio.current_task()
+        assert task is not None
+        self.requests[task] = (request, time.monotonic())
+        try:
+            yield
+        finally:
+            del self.requests[task]
+            if self.closing and not self.requests:
+                self.idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        with self.track(request):
+            return await handler(request)
+
+    def finish(self, response: web.StreamResponse) -> web.StreamResponse:
+        """Every answer is `Cache-Control: no-store`; once closing, every answer also closes
+        its connection, so no idle keep-alive connection is left when the listeners close.
+
+        Called by each handler on its way out (a response-prepare signal or a middleware
+        would do the same at several times the cost on the hot path).
+        """
+        self.served += 1
+        response.headers["Cache-Control"] = "no-store"
+        if self.closing:
+            response.force_close()
+            response.headers[hdrs.CONNECTION] = "close"
+        return response
+
+    def wrap(self, handler: Handler) -> Handler:
+        """`handler` whose answers go through `finish` (for routes others add, e.g. /metrics)."""
+
+        async def finished(request: web.Request) -> web.StreamResponse:
+            return self.finish(await handler(request))
+
+        return finished
 
 
 def authorized(request: web.Request, token: str) -> bool:
@@ -77,15 +129,6 @@ def status_code(engine: Engine, state: State) -> int:
     return engine.settings.server.status_codes[state]
 
 
-def request_deadline(request: web.Request, engine: Engine) -> tuple[Deadline, float]:
-    """(deadline after the margin, the caller's budget) from the request; BudgetError → 400."""
-    cfg = engine.settings.deadline
-    budget = inbound_budget(
-        request.query, request.headers, default=cfg.default, maximum=cfg.max, offset=cfg.offset
-    )
-    return Deadline(engine.clock() + budget - cfg.margin, engine.clock), budget
-
-
 def respond(
     request: web.Request, engine: Engine, endpoint: str, snapshot: Snapshot
 ) -> web.Response:
@@ -97,56 +140,95 @@ def respond(
     if render.HEALTH_JSON in request.headers.get("Accept", ""):
         body = render.render_health_json(snapshot, details)
         return web.Response(body=body, status=code, content_type=render.HEALTH_JSON)
-    return web.Response(
-        body=render.render_json(snapshot, details), status=code, content_type="application/json"
-    )
+    return web.Response(body=render.render_json(snapshot, details), status=code, content_type=JSON)
 
 
 @dataclass(frozen=True, slots=True)
 class _Cached:
-    version: int
-    until: float
+    version: int  # engine.version when it was rendered (a reload bumps it too, so the
+    # settings that decided it was cacheable, show_details included, still hold)
+    until: float  # monotonic time a member's result goes stale
     status: int
     body: bytes
+    budget: float  # deadline.default then: what a request without a budget header gets
 
 
-def _plain(request: web.Request, engine: Engine) -> bool:
-    """A status-only JSON answer with nothing to run: the same bytes until something changes."""
+def _status_only(headers: CIMultiDictProxy[str], engine: Engine) -> bool:  # slow path
+    """The answer is status-only JSON: no details shown, no health+json asked for."""
+    details = engine.settings.server.show_details
     return (
-        not request.query_string
-        and not request.match_info
-        and (engine.settings.server.show_details == "never" or not show_details(request, engine))
-        and render.HEALTH_JSON not in request.headers.get("Accept", "")
-    )
+        details == "never" or (details == "when_authorized" and "Authorization" not in headers)
+    ) and render.HEALTH_JSON not in headers.get("Accept", "")
 
 
-async def probe(request: web.Request) -> web.Response:
-    """A group endpoint, or one check of it (`/readyz/{check}`)."""
-    engine = request.app[ENGINE]
-    started = time.perf_counter()
-    endpoint = request.path.strip("/").split("/")[0]
+def probe_handler(engine: Engine, endpoint: str, inflight: InFlight) -> Handler:
+    """The handler for `/{endpoint}` and `/{endpoint}/{check}`.
+
+    A status-only answer whose group has nothing to run is the same bytes until a result
+    lands (engine.version) or a member's result goes stale (engine.horizon). Such answers
+    come from a one-entry cache on a path that does as little as it can: it is the hot
+    path of a probe listener (bench/throughput.py measures it against bare aiohttp).
+    """
     group = ENDPOINTS[endpoint]
-    check = request.match_info.get("check")
-    if check is not None and check not in engine.members(group):
-        return error(404, f"no check {check!r} in group {group!r}")
-    try:
-        deadline, budget = request_deadline(request, engine)
-    except BudgetError as exc:
-        return error(400, str(exc))
-    cache = request.app[CACHE]
-    hit = cache.get(endpoint)
-    plain = _plain(request, engine)
-    if plain and hit and hit.version == engine.version and engine.clock() < hit.until:
-        response = web.Response(body=hit.body, status=hit.status, content_type="application/json")
-    else:
-        horizon = engine.horizon(group) if plain else None
+    cache: list[_Cached | None] = [None]
+    probed = [  # observers that listen to probes (Observer.on_probe itself does nothing)
+        o.on_probe
+        for o in engine.observers
+        if "on_probe" in vars(o) or type(o).on_probe is not Observer.on_probe
+    ]
+    finish = inflight.finish
+
+    async def probe(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        headers = request.headers
+        hit = cache[0]
+        # ATTENTION: every condition here is a plain lookup; a generator or a helper call
+        # costs more than the bare-aiohttp budget allows (see bench/throughput.py).
+        if (
+            hit is not None
+            and hit.version == engine.version
+            and engine.clock() < hit.until
+            and "?" not in request.raw_path  # no query: cheaper than parsing the URL's
+            and not request.match_info
+            and not inflight.closing
+            and "Authorization" not in headers  # a token may show details: the slow path
+            and render.HEALTH_JSON not in headers.get("Accept", "")
+            and HEADER not in headers
+            and "grpc-timeout" not in headers
+            and "X-Prometheus-Scrape-Timeout-Seconds" not in headers
+            and "x-envoy-expected-rq-timeout-ms" not in headers
+        ):
+            inflight.served += 1
+            for on_probe in probed:
+                on_probe(endpoint, hit.status, time.perf_counter() - started, hit.budget)
+            return web.Response(body=hit.body, status=hit.status, headers=CACHED_HEADERS)
+        return finish(await answer(request, started))
+
+    async def answer(request: web.Request, started: float) -> web.Response:
+        check = request.match_info.get("check")
+        if check is not None and check not in engine.members(group):
+            return error(404, f"no check {check!r} in group {group!r}")
+        cfg = engine.settings.deadline
+        try:
+            budget = inbound_budget(
+                request.query, request.headers,
+                default=cfg.default, maximum=cfg.max, offset=cfg.offset,
+            )  # fmt: skip
+        except BudgetError as exc:
+            return error(400, str(exc))
+        plain = check is None and not request.query_string
+        horizon = engine.horizon(group) if plain and _status_only(request.headers, engine) else None
         version = engine.version
-        response = await _evaluate(request, engine, endpoint, group, deadline, check)
+        deadline = Deadline(engine.clock() + budget - cfg.margin, engine.clock)
+        with inflight.track(request):
+            response = await _evaluate(request, engine, endpoint, group, deadline, check)
         if horizon is not None and isinstance(response.body, bytes):
-            cache[endpoint] = _Cached(version, horizon, response.status, response.body)
-    for observer in engine.observers:
-        observer.on_probe(endpoint, response.status, time.perf_counter() - started, budget)
-    return response
+            cache[0] = _Cached(version, horizon, response.status, response.body, cfg.default)
+        for on_probe in probed:
+            on_probe(endpoint, response.status, time.perf_counter() - started, budget)
+        return response
+
+    return probe
 
 
 async def _evaluate(
@@ -171,14 +253,28 @@ def make_app(
     engine: Engine,
     extra_routes: list[web.RouteDef] | None = None,
     middlewares: Sequence[Middleware] = (),
+    inflight: InFlight | None = None,
 ) -> web.Application:
     """The probe application; observers add `/metrics` (`extra_routes`) and trace context
     continuation (`middlewares`)."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=list(middlewares))
-    app.on_response_prepare.append(no_store)
+    inflight = inflight or InFlight()
     app[ENGINE] = engine
-    app[CACHE] = {}
-    routes = [web.get(f"/{name}", probe) for name in ENDPOINTS]
-    routes += [web.get(f"/{name}/{{check}}", probe) for name in ("livez", "readyz")]
-    app.add_routes(routes + list(extra_routes or []))
+    handlers = {name: probe_handler(engine, name, inflight) for name in ENDPOINTS}
+    routes = [web.get(f"/{name}", handler) for name, handler in handlers.items()]
+    routes += [web.get(f"/{name}/{{check}}", handlers[name]) for name in ("livez", "readyz")]
+    for route in extra_routes or []:
+        assert isinstance(route, web.RouteDef)
+        routes.append(web.route(route.method, route.path, inflight.wrap(route.handler)))
+    paths = [r.path for r in routes]
+
+    async def not_allowed(request: web.Request) -> web.StreamResponse:
+        return inflight.finish(error(405, f"{request.method} {request.path}: use GET"))
+
+    async def not_found(request: web.Request) -> web.StreamResponse:
+        return inflight.finish(error(404, f"{request.path}: no such path"))
+
+    routes += [web.route("*", path, not_allowed) for path in paths]
+    routes.append(web.route("*", "/{tail:.*}", not_found))
+    app.add_routes(routes)
     return app

@@ -27,7 +27,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from healthd import admin, api
 from healthd.admin import ReloadResult
@@ -64,22 +64,18 @@ class Daemon:
         self.settings = settings
         self.config_path = config_path
         self.telemetry = telemetry or setup(settings)
+        self.inflight = api.InFlight()  # requests that wait on something, for the drain
         self.engine = Engine(
             settings, observers=self.telemetry.observers, tracer=self.telemetry.tracer
         )
         self.telemetry.bind(self.engine)
         self.app = api.make_app(
-            self.engine, self.telemetry.routes, [self._track, *self.telemetry.middlewares]
+            self.engine, self.telemetry.routes, self.telemetry.middlewares, self.inflight
         )
-        self.app.on_response_prepare.append(self._close_when_shutting_down)
-        self.admin_app = admin.make_admin_app(self.engine, self, [self._track])
+        self.admin_app = admin.make_admin_app(self.engine, self, [self.inflight.middleware])
         self.exit_code = 0
         self.shutting_down = False
         self._stop = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._requests: dict[asyncio.Task[Any], tuple[str, float]] = {}
-        self._served = 0
         self._cancelled = 0
         self._signal = ""
         self._signalled_at = 0.0
@@ -88,31 +84,6 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._admin_runner: web.AppRunner | None = None
         self._admin_site: web.TCPSite | None = None
-
-    # --- requests in flight ---------------------------------------------------------------------
-
-    @web.middleware
-    async def _track(self, request: web.Request, handler: api.Handler) -> web.StreamResponse:
-        """Middleware: every request in flight is known (with its task) until it is answered."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._requests[task] = (f"{request.method} {request.path_qs[:200]}", time.monotonic())
-        self._idle.clear()
-        try:
-            return await handler(request)
-        finally:
-            del self._requests[task]
-            self._served += 1
-            if not self._requests:
-                self._idle.set()
-
-    async def _close_when_shutting_down(
-        self, request: web.Request, response: web.StreamResponse
-    ) -> None:
-        # Headers are prepared before this hook runs: set the header and the close itself.
-        if self.shutting_down:
-            response.force_close()  # no idle keep-alive connection is left when listeners close
-            response.headers[hdrs.CONNECTION] = "close"
 
     # --- signals --------------------------------------------------------------------------------
 
@@ -125,6 +96,7 @@ class Daemon:
             sys.stderr.flush()
             os._exit(1)  # a SystemExit here would wait for the drain and in-flight requests
         self.shutting_down = True
+        self.inflight.closing = True  # answers now say `Connection: close`
         self._signal, self._signalled_at = signame, time.monotonic()
         self.engine.set_draining(True)
         log.info(
@@ -225,10 +197,10 @@ class Daemon:
             "shutting_down": self.shutting_down,
             "uptime_s": round(now - self._started, 3),
             "config": str(self.config_path or DEFAULT_CONFIG),
-            "requests_served": self._served,
+            "requests_served": self.inflight.served,
             "requests_in_flight": [
-                {"request": what, "age_ms": round((now - since) * 1000, 1)}
-                for what, since in self._requests.values()
+                {"request": _describe(request), "age_ms": round((now - since) * 1000, 1)}
+                for request, since in self.inflight.requests.values()
             ],
         }
 
@@ -309,7 +281,8 @@ class Daemon:
             "healthd exited: %s after %s up, stopped %s after the signal; "
             "%d requests served, %d cancelled at the end of grace; exit %d",
             self._signal or "stop", human_duration(now - self._started),
-            human_duration(now - self._signalled_at), self._served, self._cancelled, self.exit_code,
+            human_duration(now - self._signalled_at), self.inflight.served, self._cancelled,
+            self.exit_code,
         )  # fmt: skip
         return self.exit_code
 
@@ -326,16 +299,21 @@ class Daemon:
                 r.server.pre_shutdown()  # idle keep-alive connections close now
         log.info(
             "listeners closed; %d requests in flight get up to %s",
-            len(self._requests), human_duration(grace),
+            len(self.inflight.requests), human_duration(grace),
         )  # fmt: skip
+        if not self.inflight.requests:
+            self.inflight.idle.set()
         try:
             async with asyncio.timeout(grace):
-                await self._idle.wait()
+                await self.inflight.idle.wait()
         except TimeoutError:
             now = time.monotonic()
-            late = list(self._requests.items())
-            for task, (what, since) in late:
-                log.warning("grace over: cancelling %s after %s", what, human_duration(now - since))
+            late = list(self.inflight.requests.items())
+            for task, (request, since) in late:
+                log.warning(
+                    "grace over: cancelling %s after %s",
+                    _describe(request), human_duration(now - since),
+                )  # fmt: skip
                 task.cancel()
             self._cancelled = len(late)
             if late:
@@ -348,3 +326,7 @@ class Daemon:
         if self._admin_runner is not None and self._admin_runner not in runners:
             await self._admin_runner.cleanup()
         self._admin_runner = self._admin_site = None
+
+
+def _describe(request: web.Request) -> str:
+    return f"{request.method} {request.path_qs[:200]}"

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from healthd.api import make_app
 from healthd.engine import Engine
 from healthd.model import Outcome
-from healthd.testing import FakeCheck
+from healthd.testing import FakeCheck, ManualClock
 from tests.helpers import engine_with, settings
 
 Client = TestClient[web.Request, web.Application]
@@ -214,3 +214,44 @@ async def test_budget_reaches_the_check(aiohttp_client: MakeClient) -> None:
     assert 0.2 < fake.deadlines[-1] <= 0.28
     await client.get("/readyz", headers={"X-Request-Timeout-Ms": "5000"})
     assert 0.9 < fake.deadlines[-1] <= 1.0  # capped by the check's own 1s timeout
+
+
+async def test_cached_answer_follows_results(aiohttp_client: MakeClient) -> None:
+    """A status-only /readyz served from cache changes as soon as a new result lands."""
+    fake = FakeCheck([Outcome.PASS, Outcome.FAIL])
+    engine = engine_with({"db": fake}, settings([{"name": "db"}]))
+    client = await client_for(aiohttp_client, engine)
+    await engine.run_now("db")
+    assert (await client.get("/readyz")).status == 200
+    assert (await client.get("/readyz")).status == 200  # from the cache
+    await engine.run_now("db")  # fail
+    resp = await client.get("/readyz", headers={"Accept": "*/*"})
+    assert (resp.status, await resp.json()) == (503, {"status": "unhealthy"})
+    assert resp.headers["Cache-Control"] == "no-store"
+
+
+async def test_cached_answer_expires_with_max_age(aiohttp_client: MakeClient) -> None:
+    """A cached answer is not served once a member's result is older than its max_age."""
+    clock = ManualClock()
+    s = settings([{"name": "db", "interval": "10s", "max_age": "30s"}])
+    engine = engine_with({"db": FakeCheck()}, s, clock=clock)
+    client = await client_for(aiohttp_client, engine)
+    await engine.run_now("db")
+    assert (await client.get("/readyz")).status == 200
+    clock.advance(29.0)
+    assert (await client.get("/readyz")).status == 200
+    clock.advance(2.0)
+    resp = await client.get("/readyz")
+    assert (resp.status, await resp.json()) == (503, {"status": "unknown"})
+
+
+async def test_cache_never_hides_details_or_budget_errors(aiohttp_client: MakeClient) -> None:
+    """After a cached answer, a token still gets details and a bad budget still gets 400."""
+    engine = engine_with({"db": FakeCheck()}, settings([{"name": "db"}], server={"token": TOKEN}))
+    client = await client_for(aiohttp_client, engine)
+    await engine.run_now("db")
+    assert await (await client.get("/readyz")).json() == {"status": "healthy"}
+    detailed = await client.get("/readyz", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert "checks" in await detailed.json()
+    bad = await client.get("/readyz", headers={"X-Request-Timeout-Ms": "soon"})
+    assert bad.status == 400

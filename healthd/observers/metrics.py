@@ -5,18 +5,25 @@ Two halves, one injected `CollectorRegistry`:
   loop lag, build info), the shape of prometheus_client's `gc_collector.py`;
 - `Metrics` is an engine observer feeding counters and histograms from results and probes.
 
-Label values are config names and enums only, never error text. Labelled children are
-cached in dicts: `on_probe` runs on every probe request and must stay a few microseconds.
+Label values are config names and enums only, never error text. `on_probe` runs on every
+probe request, so probe counts and histograms are plain integers kept by `ProbeStats`
+(no lock, no labelled child) and turned into metric families at scrape time.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.aiohttp import make_aiohttp_handler
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -91,6 +98,94 @@ class StateCollector(Collector):
         ]
 
 
+class _Histogram:
+    """Bucket counts and a sum, in plain numbers (one event loop writes them)."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)  # the last slot is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(BUCKETS, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out, running = [], 0
+        for bound, count in zip([*map(str, BUCKETS), "+Inf"], self.counts, strict=True):
+            running += count
+            out.append((bound, float(running)))
+        return out
+
+
+class ProbeStats(Collector):
+    """healthd_probe_requests_total, healthd_probe_duration_seconds and
+    healthd_deadline_budget_seconds: counted cheaply per probe, exported at scrape time.
+
+    `observe` only appends to a list; the list is folded into counts at scrape time or
+    when it reaches `BATCH` (so memory stays bounded without a scrape). Probes, folds
+    and scrapes all run on the event loop's thread (the /metrics handler is synchronous).
+    """
+
+    BATCH = 4096
+
+    def __init__(self) -> None:
+        self.codes: dict[tuple[str, int], int] = {}
+        self.durations: dict[str, _Histogram] = {}
+        self.budgets: dict[str, _Histogram] = {}
+        self._pending: list[tuple[str, int, float, float]] = []
+
+    def observe(self, endpoint: str, code: int, duration: float, budget: float) -> None:
+        pending = self._pending
+        pending.append((endpoint, code, duration, budget))
+        if len(pending) >= self.BATCH:
+            self.fold()
+
+    def fold(self) -> None:
+        """Move pending observations into the counts."""
+        pending, self._pending = self._pending, []
+        codes, durations, budgets = self.codes, self.durations, self.budgets
+        for endpoint, code, duration, budget in pending:
+            key = (endpoint, code)
+            codes[key] = codes.get(key, 0) + 1
+            hist = durations.get(endpoint)
+            if hist is None:
+                hist = durations[endpoint] = _Histogram()
+                budgets[endpoint] = _Histogram()
+            hist.observe(duration)
+            budgets[endpoint].observe(budget)
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        self.fold()
+        requests, durations, budgets = families = self._families()
+        for (endpoint, code), count in list(self.codes.items()):
+            requests.add_metric([endpoint, str(code)], float(count))
+        for family, hists in ((durations, self.durations), (budgets, self.budgets)):
+            for endpoint, hist in list(hists.items()):
+                family.add_metric([endpoint], hist.cumulative(), hist.total)
+        return families
+
+    @staticmethod
+    def _families() -> tuple[CounterMetricFamily, HistogramMetricFamily, HistogramMetricFamily]:
+        return (
+            CounterMetricFamily(
+                "healthd_probe_requests", "probe requests answered, by status code",
+                labels=["endpoint", "code"],
+            ),
+            HistogramMetricFamily(
+                "healthd_probe_duration_seconds", "time to answer a probe", labels=["endpoint"]
+            ),
+            HistogramMetricFamily(
+                "healthd_deadline_budget_seconds", "budget the probe's caller gave",
+                labels=["endpoint"],
+            ),
+        )  # fmt: skip
+
+
 class Metrics(Observer):
     """Counters and histograms fed by the engine, plus the scrape-time collector."""
 
@@ -110,18 +205,9 @@ class Metrics(Observer):
             "healthd_check_runs_total", "check runs by outcome",
             ["check", "kind", "outcome"], registry=reg,
         )  # fmt: skip
-        self.probe_requests = Counter(
-            "healthd_probe_requests", "probe requests answered, by status code",
-            ["endpoint", "code"], registry=reg,
-        )  # fmt: skip
-        self.probe_duration = Histogram(
-            "healthd_probe_duration_seconds", "time to answer a probe",
-            ["endpoint"], registry=reg, buckets=BUCKETS,
-        )  # fmt: skip
-        self.deadline_budget = Histogram(
-            "healthd_deadline_budget_seconds", "budget the probe's caller gave",
-            ["endpoint"], registry=reg, buckets=BUCKETS,
-        )  # fmt: skip
+        self.probes = ProbeStats()
+        reg.register(self.probes)
+        self.on_probe = self.probes.observe  # type: ignore[method-assign]  # the hot path
         self.reloads = Counter(
             "healthd_config_reloads", "configuration reloads by result", ["result"], registry=reg
         )
@@ -130,8 +216,6 @@ class Metrics(Observer):
         self.last_success: dict[str, float] = {}
         self._runs: dict[tuple[str, str, Outcome], Counter] = {}
         self._durations: dict[tuple[str, str], Histogram] = {}
-        self._codes: dict[tuple[str, int], Counter] = {}
-        self._probes: dict[str, tuple[Histogram, Histogram]] = {}
         self.collector: StateCollector | None = None
 
     def bind(self, engine: Engine) -> None:
@@ -159,20 +243,6 @@ class Metrics(Observer):
         runs.inc()
         if result.outcome.good:
             self.last_success[spec.name] = result.observed_at
-
-    def on_probe(self, endpoint: str, code: int, duration: float, budget: float) -> None:
-        counter = self._codes.get((endpoint, code))
-        if counter is None:
-            counter = self._codes[(endpoint, code)] = self.probe_requests.labels(endpoint, code)
-        counter.inc()
-        pair = self._probes.get(endpoint)
-        if pair is None:
-            pair = self._probes[endpoint] = (
-                self.probe_duration.labels(endpoint),
-                self.deadline_budget.labels(endpoint),
-            )
-        pair[0].observe(duration)
-        pair[1].observe(budget)
 
     def on_reload(self, ok: bool) -> None:
         self.reloads.labels("success" if ok else "failure").inc()
