@@ -38,7 +38,10 @@ typecheck: $(VENV)/.installed-test
 
 ## bench: the benchmark suite; tables printed and written to bench/results/
 bench: $(VENV)/.installed-test
+	command -v wrk >/dev/null || apt-get install -y -q wrk
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/checks.py
+	$(BIN)/python bench/shutdown.py
 
 ## schema: regenerate config/healthd.schema.json from the models
 schema: $(VENV)/.installed-run
