@@ -14,7 +14,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
+
+from healthd.checks.base import SpecBase
+from healthd.checks.urls import redact
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,22 +36,6 @@ class Endpoint:
     @property
     def address(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def redact_url(url: str, *, user_is_secret: bool = False) -> str:
-    """`amqp://guest:guest@h:5672/` → `amqp://guest:***@h:5672/`; no query or fragment kept.
-
-    `user_is_secret` hides a lone user name too (a NATS token: `nats://***@h:4222`).
-    """
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    if "@" in parts.netloc:
-        user, has_password, _ = parts.netloc.rpartition("@")[0].partition(":")
-        if has_password:
-            netloc = f"{user}:***@{netloc}"
-        else:
-            netloc = f"***@{netloc}" if user_is_secret else f"{user}@{netloc}"
-    return f"{parts.scheme}://{netloc}{parts.path}"
 
 
 def parse_url(url: str, ports: dict[str, int], tls_schemes: frozenset[str]) -> Endpoint:
@@ -74,7 +61,7 @@ def parse_url(url: str, ports: dict[str, int], tls_schemes: frozenset[str]) -> E
         password=SecretStr(unquote(parts.password or "")),
         path=unquote(parts.path),
         tls=scheme in tls_schemes,
-        redacted=redact_url(url),
+        redacted=redact(url),
     )
 
 
@@ -96,3 +83,27 @@ async def connect(
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
+
+
+class BrokerSpec(SpecBase):
+    """A kind whose own key is one broker URL holding a password (amqp, mqtt, nats).
+
+    Subclasses say how their URL parses (`endpoint_of`); the URL is checked at load
+    time without echoing it, and `endpoint` gives the parsed form to build the check.
+    """
+
+    url: SecretStr
+
+    @classmethod
+    def endpoint_of(cls, url: str) -> Endpoint:
+        raise NotImplementedError
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: SecretStr) -> SecretStr:
+        cls.endpoint_of(url.get_secret_value())
+        return url
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self.endpoint_of(self.url.get_secret_value())

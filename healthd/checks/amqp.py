@@ -12,10 +12,7 @@ import asyncio
 import struct
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from pydantic import SecretStr, field_validator
-
-from healthd.checks._wire import Endpoint, connect, parse_url
-from healthd.checks.base import SpecBase
+from healthd.checks._wire import BrokerSpec, Endpoint, connect, parse_url
 from healthd.deadline import Deadline
 from healthd.errors import CheckFailed
 from healthd.model import Observation, Reason
@@ -44,21 +41,18 @@ def _vhost(path: str) -> str:
     return path[1:] if len(path) > 1 else "/"
 
 
-class AmqpSpec(SpecBase):
+class AmqpSpec(BrokerSpec):
     requires: ClassVar[tuple[str, ...]] = ("pamqp",)
     extra: ClassVar[str] = "amqp"
 
     kind: Literal["amqp"]
-    url: SecretStr
 
-    @field_validator("url")
     @classmethod
-    def _url(cls, url: SecretStr) -> SecretStr:
-        _endpoint(url.get_secret_value())
-        return url
+    def endpoint_of(cls, url: str) -> Endpoint:
+        return _endpoint(url)
 
     def build(self) -> AmqpCheck:
-        return AmqpCheck(_endpoint(self.url.get_secret_value()))
+        return AmqpCheck(self.endpoint)
 
 
 class AmqpCheck:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, Self
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.client_reqrep import ClientRequest
@@ -27,6 +27,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 import healthd
 from healthd.checks.base import SpecBase
+from healthd.checks.urls import redact
 from healthd.deadline import Deadline
 from healthd.errors import CheckFailed
 from healthd.model import Observation, Outcome, Reason
@@ -41,15 +42,8 @@ JsonScalar = str | int | float | bool | None
 
 
 def redact_url(url: str) -> str:
-    """`url` fit for a message: userinfo and query values masked, fragment dropped."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{hostport}" if colon else f"***@{hostport}"
-    query = "&".join(f"{key}=***" for key, _ in parse_qsl(parts.query, keep_blank_values=True))
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+    """`url` fit for a message (a lone user name in an http URL is a token: masked)."""
+    return redact(url, user_is_secret=True)
 
 
 def check_url(url: SecretStr) -> SecretStr:

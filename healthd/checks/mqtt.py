@@ -11,10 +11,7 @@ import secrets
 import struct
 from typing import Literal
 
-from pydantic import SecretStr, field_validator
-
-from healthd.checks._wire import Endpoint, connect, parse_url
-from healthd.checks.base import SpecBase
+from healthd.checks._wire import BrokerSpec, Endpoint, connect, parse_url
 from healthd.deadline import Deadline
 from healthd.errors import CheckFailed
 from healthd.model import Observation, Reason
@@ -68,18 +65,15 @@ def connect_packet(client_id: str, username: str, password: str) -> bytes:
     return b"\x10" + _remaining_length(len(body)) + body
 
 
-class MqttSpec(SpecBase):
+class MqttSpec(BrokerSpec):
     kind: Literal["mqtt"]
-    url: SecretStr
 
-    @field_validator("url")
     @classmethod
-    def _url(cls, url: SecretStr) -> SecretStr:
-        _endpoint(url.get_secret_value())
-        return url
+    def endpoint_of(cls, url: str) -> Endpoint:
+        return _endpoint(url)
 
     def build(self) -> MqttCheck:
-        return MqttCheck(_endpoint(self.url.get_secret_value()))
+        return MqttCheck(self.endpoint)
 
 
 class MqttCheck:

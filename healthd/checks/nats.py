@@ -13,11 +13,9 @@ import json
 import ssl
 from typing import Any, Literal
 
-from pydantic import SecretStr, field_validator
-
 from healthd import __version__
-from healthd.checks._wire import Endpoint, connect, parse_url, redact_url
-from healthd.checks.base import SpecBase
+from healthd.checks._wire import BrokerSpec, Endpoint, connect, parse_url
+from healthd.checks.urls import redact
 from healthd.deadline import Deadline
 from healthd.errors import CheckFailed
 from healthd.model import Observation, Reason
@@ -30,23 +28,20 @@ def _endpoint(url: str) -> Endpoint:
     endpoint = parse_url(url, PORTS, TLS_SCHEMES)
     # A lone user name is a token: hide it like a password.
     if endpoint.username and not endpoint.password.get_secret_value():
-        redacted = redact_url(url, user_is_secret=True)
+        redacted = redact(url, user_is_secret=True)
         return dataclasses.replace(endpoint, redacted=redacted)
     return endpoint
 
 
-class NatsSpec(SpecBase):
+class NatsSpec(BrokerSpec):
     kind: Literal["nats"]
-    url: SecretStr
 
-    @field_validator("url")
     @classmethod
-    def _url(cls, url: SecretStr) -> SecretStr:
-        _endpoint(url.get_secret_value())
-        return url
+    def endpoint_of(cls, url: str) -> Endpoint:
+        return _endpoint(url)
 
     def build(self) -> NatsCheck:
-        return NatsCheck(_endpoint(self.url.get_secret_value()))
+        return NatsCheck(self.endpoint)
 
 
 class NatsCheck:

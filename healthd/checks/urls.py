@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, parse_qsl, unquote, urlsplit
 
 from healthd.errors import CheckError, CheckFailed
 from healthd.model import Reason
@@ -17,8 +17,13 @@ from healthd.model import Reason
 MASK = "***"
 
 
-def redact(url: str) -> str:
-    """`postgresql://app:s3cret@db/app` → `postgresql://app:***@db/app` (query dropped)."""
+def redact(url: str, *, user_is_secret: bool = False) -> str:
+    """`url` fit for a message: `postgresql://app:***@db/app`.
+
+    The password is masked, query values too (`?token=***`: they may hold secrets, and a
+    DSN may carry `?password=`), the fragment is dropped. `user_is_secret` masks a lone
+    user name as well (a token: `nats://***@bus:4222`, `https://***@host/`).
+    """
     try:
         parts = urlsplit(url)
         netloc = parts.netloc
@@ -26,9 +31,13 @@ def redact(url: str) -> str:
         return "<unparseable URL>"
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
-        if ":" in userinfo:
-            netloc = f"{userinfo.partition(':')[0]}:{MASK}@{hostport}"
-    return SplitResult(parts.scheme, netloc, parts.path, "", "").geturl()
+        user, colon, _ = userinfo.partition(":")
+        if colon:
+            netloc = f"{user}:{MASK}@{hostport}"
+        elif user_is_secret:
+            netloc = f"{MASK}@{hostport}"
+    query = "&".join(f"{key}={MASK}" for key, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return SplitResult(parts.scheme, netloc, parts.path, query, "").geturl()
 
 
 def secrets_of(url: str) -> tuple[str, ...]:

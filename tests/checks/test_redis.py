@@ -108,21 +108,6 @@ def test_wrong_scheme_is_rejected_without_echoing_the_password() -> None:
     assert "S3cr3t-pw" not in str(info.value)
 
 
-async def test_refused_port_fails_fast(refused_port: int) -> None:
-    """Nothing listening is `refused`, at once: redis-py's retries with backoff are off."""
-    result = await run(spec(f"redis://127.0.0.1:{refused_port}/0"))
-    assert (result.outcome, result.reason) == (Outcome.FAIL, Reason.REFUSED)
-    assert result.duration < 0.2
-
-
-async def test_hung_listener_times_out_at_the_budget(hung_listener: tuple[str, int]) -> None:
-    """A server that accepts and never answers is a timeout at the check's timeout, not before."""
-    host, port = hung_listener
-    result = await run(spec(f"redis://{host}:{port}/0", timeout="300ms"))
-    assert (result.outcome, result.reason) == (Outcome.TIMEOUT, Reason.TIMEOUT)
-    assert 0.28 <= result.duration <= 0.6
-
-
 async def test_wrong_password_is_auth_failed(private: Server) -> None:
     """A wrong password (WRONGPASS) is `auth_failed`."""
     result = await run(spec(private.url(password="wrong")))

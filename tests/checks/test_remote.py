@@ -181,13 +181,6 @@ async def test_hung_remote_times_out_at_the_deadline(server: Server) -> None:
     assert 0.28 <= result.duration <= 0.6
 
 
-async def test_refused_is_fast(refused_port: int) -> None:
-    """Nothing listening → reason refused, at once."""
-    result = await run(f"http://127.0.0.1:{refused_port}/readyz")
-    assert (result.outcome, result.reason) == (Outcome.FAIL, Reason.REFUSED)
-    assert result.duration < 0.3
-
-
 def test_token_stays_secret() -> None:
     """The token never shows in the spec's repr or dump."""
     spec = RemoteSpec(name="payments", kind="remote", url="http://h/readyz", token="tok-123")

@@ -40,14 +40,6 @@ async def test_passes_against_a_listener(listener: int) -> None:
     assert result.message == f"connected to 127.0.0.1:{listener}"
 
 
-async def test_refused_port_fails_fast(refused_port: int) -> None:
-    """Nothing listening → reason refused, well before the timeout."""
-    s = spec(f"127.0.0.1:{refused_port}")
-    result = await runner.run(s, s.build(), Deadline.after(5.0))
-    assert (result.outcome, result.reason) == (Outcome.FAIL, Reason.REFUSED)
-    assert result.duration < 0.2
-
-
 async def test_unresolvable_host_is_dns() -> None:
     """A name that cannot exist → reason dns."""
     s = spec("does-not-exist.invalid:80")
