@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, get_args
 
 from pydantic import Field
 
@@ -42,4 +42,10 @@ CheckSpec = Annotated[
     Field(discriminator="kind"),
 ]
 
-__all__ = ["Check", "CheckSpec", "SpecBase"]
+KINDS: tuple[str, ...] = tuple(
+    get_args(member.model_fields["kind"].annotation)[0]  # each kind's Literal["..."]
+    for member in get_args(get_args(CheckSpec)[0])
+)
+"""Every kind's name, read from the union (the only list of kinds)."""
+
+__all__ = ["KINDS", "Check", "CheckSpec", "SpecBase"]
