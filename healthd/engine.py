@@ -12,10 +12,12 @@ passes stops waiting without cancelling a run that others (or the state) still n
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from opentelemetry import trace
@@ -30,6 +32,7 @@ from healthd.durations import human_duration
 from healthd.evaluator import evaluate, freshness
 from healthd.model import CheckResult, CheckState, Outcome, Reason, Snapshot, State, Status
 
+log = logging.getLogger("healthd")
 Sleep = Callable[[float], Awaitable[None]]
 GROUPS = ("readiness", "liveness", "startup", "health")
 JITTER = 0.1  # ± fraction of the interval between background runs
@@ -197,6 +200,7 @@ class Engine:
 
     async def _join(self, name: str, deadline: Deadline, background: bool = False) -> CheckResult:
         """This check's result within `deadline`, sharing a run already in flight."""
+        spec = self._entries[name].spec  # read now: a reload may drop the entry while we wait
         run = self._inflight.get(name)
         if run is None:
             entry = self._entries[name]
@@ -209,7 +213,6 @@ class Engine:
                 return await asyncio.shield(run.task)
         except TimeoutError:
             # The shared run outlives this caller's budget: report a timeout to this caller only.
-            spec = self._entries[name].spec
             budget = min(spec.timeout, max(0.0, deadline.at - run.started))
             return CheckResult(
                 name, spec.kind, Outcome.TIMEOUT, Reason.TIMEOUT,
@@ -253,9 +256,10 @@ class Engine:
         )
         self.version += 1
         for observer in self.observers:
-            observer.on_result(spec, result, after)
-            if after.status is not before.status:
-                observer.on_transition(spec, before, after)
+            with _contained(observer):
+                observer.on_result(spec, result, after)
+                if after.status is not before.status:
+                    observer.on_transition(spec, before, after)
         if not self.started and all(
             self._entries[n].state.ever_passed for n in self._members["startup"]
         ):
@@ -270,7 +274,8 @@ class Engine:
             if before is not state:
                 self._groups[group] = state
                 for observer in self.observers:
-                    observer.on_group(group, before, state)
+                    with _contained(observer):
+                        observer.on_group(group, before, state)
 
     # --- evaluation ----------------------------------------------------------------------------
 
@@ -279,8 +284,9 @@ class Engine:
         now = self.clock()
         out = []
         for name in names:
-            entry = self._entries[name]
-            out.append(freshness(entry.state, now, entry.spec.stale_after))
+            entry = self._entries.get(name)
+            if entry is not None:  # None: a reload removed it while a request waited
+                out.append(freshness(entry.state, now, entry.spec.stale_after))
         return out
 
     def group_state(self, group: str, states: Sequence[CheckState]) -> State:
@@ -343,6 +349,15 @@ class Engine:
             deadline=max(0.0, deadline.at - started),
             elapsed=self.clock() - started,
         )
+
+
+@contextlib.contextmanager
+def _contained(observer: Observer) -> Iterator[None]:
+    """An observer's bug is logged, never turned into a failed run or a 500."""
+    try:
+        yield
+    except Exception:  # contained by design; the traceback goes to the log
+        log.exception("observer %s failed", type(observer).__name__)
 
 
 def _build(spec: SpecBase) -> Check:

@@ -1,0 +1,85 @@
+"""The engine: background runs, coalescing, reloads mid-request, and contained observers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from healthd.checks.base import SpecBase
+from healthd.deadline import Deadline
+from healthd.engine import Observer
+from healthd.model import CheckResult, CheckState, Outcome, State, Status
+from healthd.testing import FakeCheck
+from tests.helpers import engine_with, settings
+
+
+async def test_background_loop_runs_every_interval() -> None:
+    """A background check runs at start (within the jitter) and again every interval."""
+    fake = FakeCheck()
+    engine = engine_with(
+        {"db": fake}, settings([{"name": "db", "interval": "200ms", "timeout": "100ms"}])
+    )
+    engine.start()
+    try:
+        await asyncio.sleep(1.0 + 0.2 * 1.1 * 2 + 0.1)  # first-run jitter ≤ 1s, then 2 intervals
+        assert fake.calls >= 3
+    finally:
+        await engine.stop()
+    calls = fake.calls
+    await asyncio.sleep(0.3)
+    assert fake.calls == calls  # stopped means stopped
+
+
+async def test_concurrent_requests_share_one_run() -> None:
+    """A hundred concurrent fresh evaluations run the check once and all see its result."""
+    fake = FakeCheck(delay=0.1)
+    engine = engine_with({"db": fake}, settings([{"name": "db", "mode": "on_demand"}]))
+    snapshots = await asyncio.gather(
+        *(engine.evaluate("readiness", Deadline.after(2.0), fresh=True) for _ in range(100))
+    )
+    assert fake.calls == 1
+    assert {s.state for s in snapshots} == {State.HEALTHY}
+
+
+async def test_caller_stops_waiting_at_its_deadline_without_cancelling_the_run() -> None:
+    """A short-budget caller gets a timeout at its deadline; the shared run still records."""
+    fake = FakeCheck(delay=0.3)
+    engine = engine_with({"db": fake}, settings([{"name": "db", "mode": "on_demand"}]))
+    long = asyncio.create_task(engine.evaluate("readiness", Deadline.after(2.0)))
+    await asyncio.sleep(0.01)
+    short = await engine.evaluate("readiness", Deadline.after(0.1))
+    assert short.checks[0].status is Status.TIMEOUT
+    assert short.state is State.UNHEALTHY
+    assert (await long).state is State.HEALTHY
+    assert fake.calls == 1
+
+
+async def test_reload_while_a_request_waits() -> None:
+    """A check removed by a reload while a request waits on it never breaks the answer."""
+    fake = FakeCheck(delay=0.2)
+    s = settings([{"name": "db", "mode": "on_demand"}, {"name": "keep", "kind": "loop"}])
+    engine = engine_with({"db": fake}, s)
+    waiting = asyncio.create_task(engine.evaluate("readiness", Deadline.after(0.1)))
+    await asyncio.sleep(0.02)
+    await engine.reload(settings([{"name": "keep", "kind": "loop"}]))
+    snapshot = await waiting
+    assert [c.name for c in snapshot.checks] == ["keep"]
+    await engine.stop()
+
+
+class Broken(Observer):
+    def on_result(self, spec: SpecBase, result: CheckResult, state: CheckState) -> None:
+        raise RuntimeError("observer bug")
+
+
+async def test_a_broken_observer_is_contained(caplog: pytest.LogCaptureFixture) -> None:
+    """An observer that raises is logged; the run, its result and the answer stand."""
+    engine = engine_with(
+        {"db": FakeCheck([Outcome.FAIL])},
+        settings([{"name": "db", "mode": "on_demand"}]),
+        observers=[Broken()],
+    )
+    snapshot = await engine.evaluate("readiness", Deadline.after(1.0))
+    assert snapshot.state is State.UNHEALTHY
+    assert "observer Broken failed" in caplog.text
