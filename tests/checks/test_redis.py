@@ -17,6 +17,7 @@ import traceback
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -50,13 +51,18 @@ async def run(check_spec: RedisSpec) -> CheckResult:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[Server]:
-    """A private redis-server with a password on a free port, killed on exit."""
+def redis_server(tls: tuple[Path, Path] | None = None) -> Iterator[Server]:
+    """A private redis-server with a password on a free port (TLS only, given a cert and
+    key), killed on exit."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed")
     port, password = free_port(), f"pw-{uuid.uuid4().hex}"
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password]
+    if tls is not None:
+        cert, key = tls
+        argv += ["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no"]
+        argv += ["--tls-cert-file", str(cert), "--tls-key-file", str(key)]
     argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
@@ -193,3 +199,15 @@ async def test_password_never_appears(
     texts = [result.message, raised, repr(check_spec), str(check_spec)]
     texts.append(check_spec.model_dump_json())
     assert not [text for text in texts if password in text]
+
+
+async def test_rediss_verifies_the_server_certificate(certificate: tuple[Path, Path]) -> None:
+    """rediss:// passes when the server's certificate is trusted, and is `tls` when it is not."""
+    cert, _ = certificate
+    with redis_server(tls=certificate) as server:
+        base = f"rediss://:{server.password}@127.0.0.1:{server.port}/0"
+        trusted = await run(spec(f"{base}?ssl_ca_certs={cert}"))
+        untrusted = await run(spec(base))
+    assert (trusted.outcome, trusted.message) == (Outcome.PASS, "PONG")
+    assert (untrusted.outcome, untrusted.reason) == (Outcome.FAIL, Reason.TLS)
+    assert server.password not in untrusted.message
