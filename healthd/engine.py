@@ -15,9 +15,8 @@ import asyncio
 import contextlib
 import logging
 import math
-import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from opentelemetry import trace
@@ -31,11 +30,10 @@ from healthd.deadline import Clock, Deadline
 from healthd.durations import human_duration
 from healthd.evaluator import evaluate, freshness
 from healthd.model import CheckResult, CheckState, Outcome, Reason, Snapshot, State, Status
+from healthd.scheduler import Scheduler, Sleep
 
 log = logging.getLogger("healthd")
-Sleep = Callable[[float], Awaitable[None]]
 GROUPS = ("readiness", "liveness", "startup", "health")
-JITTER = 0.1  # ± fraction of the interval between background runs
 
 
 class Observer:
@@ -88,7 +86,8 @@ class Engine:
         self.build = build or _build  # tests inject FakeChecks here
         self.observers = list(observers)
         self.tracer = tracer or trace.get_tracer("healthd")
-        self.clock, self.sleep, self.wall = clock, sleep, wall
+        self.clock, self.wall = clock, wall
+        self.scheduler = Scheduler(self._background, clock, sleep)
         self.draining = False
         self.started = False  # startup latch: every critical readiness check has passed once
         self.version = (
@@ -97,9 +96,7 @@ class Engine:
         self._entries: dict[str, _Entry] = {}
         self._members: dict[str, list[str]] = {}
         self._inflight: dict[str, _Run] = {}
-        self._loops: dict[str, asyncio.Task[None]] = {}
         self._groups: dict[str, State] = {}
-        self._running = False  # background loops started (and not stopped)
         self._configure(settings)
 
     # --- configuration -------------------------------------------------------------------------
@@ -126,10 +123,9 @@ class Engine:
         removed = [n for n in before if n not in self._entries]
         changed = [n for n in self._entries if n in before and before[n] != self._entries[n].spec]
         for name in removed + changed:
-            await self._stop_loop(name)
-        if self._running:
-            for name in added + changed:
-                self._start_loop(name, jitter=False)  # no first-run delay: readiness waits on it
+            await self.scheduler.remove(name)
+        for name in added + changed:
+            self.scheduler.add(self._entries[name].spec)
         return added, removed, changed
 
     def spec(self, name: str) -> SpecBase | None:
@@ -148,43 +144,22 @@ class Engine:
         self.version += 1
         self._refresh_groups()
 
-    # --- background runs -----------------------------------------------------------------------
+    # --- background runs (scheduler.py) -------------------------------------------------------
 
     def start(self) -> None:
         """Start one background loop per `background` check."""
-        self._running = True
-        for name in self._entries:
-            self._start_loop(name, jitter=True)
-
-    def _start_loop(self, name: str, jitter: bool) -> None:
-        spec = self._entries[name].spec
-        if spec.mode == "background" and name not in self._loops:
-            self._loops[name] = asyncio.get_running_loop().create_task(
-                self._loop(name, jitter), name=f"check:{name}"
-            )
-
-    async def _stop_loop(self, name: str) -> None:
-        task = self._loops.pop(name, None)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        self.scheduler.start([e.spec for e in self._entries.values()])
 
     async def stop(self) -> None:
         """Cancel background loops and in-flight runs, and wait for them."""
-        tasks = list(self._loops.values()) + [r.task for r in self._inflight.values()]
-        self._loops.clear()
-        self._running = False
+        await self.scheduler.stop()
+        tasks = [r.task for r in self._inflight.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _loop(self, name: str, jitter: bool) -> None:
-        spec = self._entries[name].spec
-        if jitter:  # spread the first runs of many checks over up to a second
-            await self.sleep(random.uniform(0, min(spec.interval, 1.0)))  # noqa: S311
-        while True:
-            await self._join(name, Deadline.after(spec.timeout, self.clock), background=True)
-            await self.sleep(spec.interval * random.uniform(1 - JITTER, 1 + JITTER))  # noqa: S311
+    async def _background(self, name: str, deadline: Deadline) -> CheckResult:
+        return await self._join(name, deadline, background=True)
 
     # --- runs ----------------------------------------------------------------------------------
 
