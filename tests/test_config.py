@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,16 @@ def test_schema_is_current() -> None:
 
     on_disk = json.loads((ROOT / "config" / "healthd.schema.json").read_text())
     assert on_disk == json.loads(json.dumps(Settings.model_json_schema())), "run `make schema`"
+
+
+def test_a_kind_whose_extra_is_missing_names_the_pip_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A config using a kind whose driver is not installed fails with the install command."""
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # what the import system says when absent
+    text = "checks:\n  - {name: db, kind: postgres, dsn: 'postgresql://db/app'}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_settings(text, "app.yaml")
+    assert str(info.value) == (
+        "app.yaml:2: checks[0]: check 'db' needs: pip install 'healthd[postgres]'"
+    )
