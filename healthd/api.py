@@ -265,7 +265,7 @@ async def _evaluate(
     check: str | None,
 ) -> web.Response:
     exclude = request.query.getall("exclude", [])
-    fresh = request.query.get("fresh", "0") not in ("0", "false", "")
+    fresh = request.query.get("fresh", "0").lower() not in ("0", "false", "no")  # bare ?fresh: yes
     snapshot = await engine.evaluate(group, deadline, fresh=fresh, exclude=exclude, only=check)
     if group == "health":
         groups = {g: engine.group_state(g, engine.states(engine.members(g))) for g in

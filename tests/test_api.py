@@ -255,3 +255,16 @@ async def test_cache_never_hides_details_or_budget_errors(aiohttp_client: MakeCl
     assert "checks" in await detailed.json()
     bad = await client.get("/readyz", headers={"X-Request-Timeout-Ms": "soon"})
     assert bad.status == 400
+
+
+@pytest.mark.parametrize(("query", "runs"), [("?fresh", 2), ("?fresh=1", 2), ("?fresh=0", 1)])
+async def test_fresh_runs_background_checks_now(
+    aiohttp_client: MakeClient, query: str, runs: int
+) -> None:
+    """`?fresh` (bare or =1) runs a background check inside the request; `?fresh=0` does not."""
+    fake = FakeCheck()
+    engine = engine_with({"db": fake}, settings([{"name": "db"}]))
+    client = await client_for(aiohttp_client, engine)
+    await engine.run_now("db")
+    assert (await client.get(f"/readyz{query}")).status == 200
+    assert fake.calls == runs
