@@ -336,6 +336,7 @@ def _contained(observer: Observer) -> Iterator[None]:
 
 
 def _build(spec: SpecBase) -> Check:
+    spec.preload()  # here, at start-up or reload, not inside a run on the event loop
     return spec.build()
 
 

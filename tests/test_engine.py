@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import subprocess
+import sys
 
 import pytest
 
+from healthd.checks import KINDS, SPECS
 from healthd.checks.base import SpecBase
 from healthd.deadline import Deadline
 from healthd.engine import Observer
@@ -83,3 +87,21 @@ async def test_a_broken_observer_is_contained(caplog: pytest.LogCaptureFixture) 
     snapshot = await engine.evaluate("readiness", Deadline.after(1.0))
     assert snapshot.state is State.UNHEALTHY
     assert "observer Broken failed" in caplog.text
+
+
+def test_building_a_check_preloads_its_driver() -> None:
+    """The engine imports a kind's driver when it builds the check, not in its first run."""
+    code = (
+        "import sys; from healthd.config import parse_settings; from healthd.engine import Engine;"
+        "s = parse_settings('checks:\\n  - {name: g, kind: grpc, target: \"h:1\"}\\n');"
+        "assert 'grpc.aio' not in sys.modules; Engine(s); assert 'grpc.aio' in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_preloaded_modules_exist(kind: str) -> None:
+    """Every module a kind preloads can be imported (a typo would break start-up)."""
+    for module in SPECS[kind].imports:
+        importlib.import_module(module)

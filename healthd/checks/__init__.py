@@ -42,10 +42,11 @@ CheckSpec = Annotated[
     Field(discriminator="kind"),
 ]
 
-KINDS: tuple[str, ...] = tuple(
-    get_args(member.model_fields["kind"].annotation)[0]  # each kind's Literal["..."]
+SPECS: dict[str, type[SpecBase]] = {
+    get_args(member.model_fields["kind"].annotation)[0]: member  # each kind's Literal["..."]
     for member in get_args(get_args(CheckSpec)[0])
-)
-"""Every kind's name, read from the union (the only list of kinds)."""
+}
+"""Each kind's spec class by name, read from the union (the only list of kinds)."""
+KINDS: tuple[str, ...] = tuple(SPECS)
 
-__all__ = ["KINDS", "Check", "CheckSpec", "SpecBase"]
+__all__ = ["KINDS", "SPECS", "Check", "CheckSpec", "SpecBase"]

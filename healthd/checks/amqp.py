@@ -43,6 +43,7 @@ def _vhost(path: str) -> str:
 
 class AmqpSpec(BrokerSpec):
     requires: ClassVar[tuple[str, ...]] = ("pamqp",)
+    imports: ClassVar[tuple[str, ...]] = ("pamqp.commands", "pamqp.frame", "pamqp.header")
     extra: ClassVar[str] = "amqp"
 
     kind: Literal["amqp"]

@@ -21,6 +21,7 @@ from healthd.model import Observation, Reason
 
 class GrpcSpec(SpecBase):
     requires: ClassVar[tuple[str, ...]] = ("grpc", "grpc_health")
+    imports: ClassVar[tuple[str, ...]] = ("grpc.aio", "grpc_health.v1.health_pb2_grpc")
     extra: ClassVar[str] = "grpc"
 
     kind: Literal["grpc"]

@@ -56,6 +56,7 @@ def _parse(dsn: str) -> dict[str, Any]:
 
 class MysqlSpec(SpecBase):
     requires: ClassVar[tuple[str, ...]] = ("aiomysql",)
+    imports: ClassVar[tuple[str, ...]] = ("aiomysql",)
     extra: ClassVar[str] = "mysql"
 
     kind: Literal["mysql"]

@@ -30,6 +30,7 @@ SCHEMES = ("postgresql", "postgres")
 
 class PostgresSpec(SpecBase):
     requires: ClassVar[tuple[str, ...]] = ("asyncpg",)
+    imports: ClassVar[tuple[str, ...]] = ("asyncpg",)
     extra: ClassVar[str] = "postgres"
 
     kind: Literal["postgres"]

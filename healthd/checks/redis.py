@@ -27,6 +27,7 @@ AUTH_MARKERS = ("NOAUTH", "WRONGPASS", "invalid password", "AUTH", "invalid user
 
 class RedisSpec(SpecBase):
     requires: ClassVar[tuple[str, ...]] = ("redis",)
+    imports: ClassVar[tuple[str, ...]] = ("redis.asyncio", "redis.asyncio.retry", "redis.backoff")
     extra: ClassVar[str] = "redis"
 
     kind: Literal["redis"]
