@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,14 +15,9 @@ from healthd import runner
 from healthd.checks.mqtt import MqttSpec, connect_packet
 from healthd.deadline import Deadline
 from healthd.model import CheckResult, Outcome, Reason
+from tests.conftest import free_port
 
 MOSQUITTO = "127.0.0.1:1883"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def run(url: str, timeout: str = "2s") -> CheckResult:
@@ -30,9 +25,10 @@ async def run(url: str, timeout: str = "2s") -> CheckResult:
     return await runner.run(spec, spec.build(), Deadline.after(5.0))
 
 
-@pytest.fixture
-async def private_mosquitto(tmp_path: Path) -> AsyncIterator[int]:
-    """A Mosquitto on a free port that only lets user `u` with password `p` in."""
+@contextlib.asynccontextmanager
+async def mosquitto(tmp_path: Path, tls: tuple[Path, Path] | None = None) -> AsyncIterator[int]:
+    """A Mosquitto on a free port that only lets user `u` with password `p` in (over TLS
+    only, given a certificate and key)."""
     if not (shutil.which("mosquitto") and shutil.which("mosquitto_passwd")):
         pytest.skip("mosquitto is not installed")
     passwords = tmp_path / "passwords"
@@ -42,6 +38,7 @@ async def private_mosquitto(tmp_path: Path) -> AsyncIterator[int]:
     config.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwords}\n"
         "user root\nlog_dest stderr\npersistence false\n"  # root: tmp_path is not world-readable
+        + (f"certfile {tls[0]}\nkeyfile {tls[1]}\n" if tls else "")
     )
     proc = await asyncio.create_subprocess_exec(
         "mosquitto", "-c", str(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -55,6 +52,12 @@ async def private_mosquitto(tmp_path: Path) -> AsyncIterator[int]:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+@pytest.fixture
+async def private_mosquitto(tmp_path: Path) -> AsyncIterator[int]:
+    async with mosquitto(tmp_path) as port:
+        yield port
 
 
 @pytest.mark.service("mqtt")
@@ -101,3 +104,16 @@ def test_connect_packet_long_remaining_length() -> None:
     body = 10 + 2 + 200  # variable header + client id
     assert packet[:3] == bytes([0x10, (body % 128) | 0x80, body // 128])
     assert len(packet) == 3 + body
+
+
+async def test_mqtts_passes_when_the_certificate_is_trusted(
+    tmp_path: Path, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TLS-only Mosquitto: trusted (SSL_CERT_FILE) passes; untrusted is `tls`."""
+    cert, _ = certificate
+    async with mosquitto(tmp_path, tls=certificate) as port:
+        untrusted = await run(f"mqtts://u:p@127.0.0.1:{port}")
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # OpenSSL's default trust, as in prod
+        trusted = await run(f"mqtts://u:p@127.0.0.1:{port}")
+    assert trusted.outcome is Outcome.PASS, trusted.message
+    assert (untrusted.outcome, untrusted.reason) == (Outcome.FAIL, Reason.TLS)

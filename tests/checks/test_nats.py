@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -15,14 +16,9 @@ from healthd import runner
 from healthd.checks.nats import NatsSpec
 from healthd.deadline import Deadline
 from healthd.model import CheckResult, Outcome, Reason
+from tests.conftest import free_port
 
 NATS = "127.0.0.1:4222"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def run(url: str, timeout: str = "2s") -> CheckResult:
@@ -30,13 +26,14 @@ async def run(url: str, timeout: str = "2s") -> CheckResult:
     return await runner.run(spec, spec.build(), Deadline.after(5.0))
 
 
-@pytest.fixture
-async def private_nats() -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
-    """A nats-server on a free port that wants user `u`, password `p`."""
+@contextlib.asynccontextmanager
+async def nats_server(*extra: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    """A nats-server on a free port that wants user `u`, password `p` (plus `extra` args)."""
     if not shutil.which("nats-server"):
         pytest.skip("nats-server is not installed")
     port = free_port()
     argv = ["nats-server", "-a", "127.0.0.1", "-p", str(port), "--user", "u", "--pass", "p"]
+    argv += extra
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -50,6 +47,12 @@ async def private_nats() -> AsyncIterator[tuple[asyncio.subprocess.Process, int]
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)  # nats-server's clean stop
         await proc.wait()
+
+
+@pytest.fixture
+async def private_nats() -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    async with nats_server() as server:
+        yield server
 
 
 @pytest.mark.service("nats")
@@ -121,3 +124,16 @@ def test_secrets_never_shown() -> None:
         for text in (str(spec), repr(spec), spec.model_dump_json(), repr(check)):
             assert "s3cr3t-pw" not in text
         assert repr(check) == shown
+
+
+async def test_tls_server_passes_when_its_certificate_is_trusted(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TLS-only nats-server: trusted (SSL_CERT_FILE) passes; untrusted is `tls`."""
+    cert, key = certificate
+    async with nats_server("--tls", "--tlscert", str(cert), "--tlskey", str(key)) as (_, port):
+        untrusted = await run(f"nats://u:p@127.0.0.1:{port}")
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # OpenSSL's default trust, as in prod
+        trusted = await run(f"nats://u:p@127.0.0.1:{port}")
+    assert trusted.outcome is Outcome.PASS, trusted.message
+    assert (untrusted.outcome, untrusted.reason) == (Outcome.FAIL, Reason.TLS)
