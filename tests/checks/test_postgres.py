@@ -12,6 +12,7 @@ import time
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -56,8 +57,9 @@ def _quietly(*argv: str, check: bool = True) -> None:
 
 
 @pytest.fixture(scope="module")
-def password_server() -> Iterator[tuple[int, str]]:
-    """A private PostgreSQL on a free port with scram-sha-256 auth: (port, postgres's password).
+def password_server(certificate: tuple[Path, Path]) -> Iterator[tuple[int, str]]:
+    """A private PostgreSQL on a free port with scram-sha-256 auth and TLS offered:
+    (port, postgres's password).
 
     The shared server trusts 127.0.0.1 (any password is accepted), so a wrong password
     can only be refused by a server of our own.
@@ -70,14 +72,20 @@ def password_server() -> Iterator[tuple[int, str]]:
     password, port = f"pw-{uuid.uuid4().hex}", free_port()
     with open(f"{root}/pwfile", "w") as file:
         file.write(password)
+    for source, name in zip(certificate, ("server.crt", "server.key"), strict=True):
+        shutil.copy(source, f"{root}/{name}")
+    os.chmod(f"{root}/server.key", 0o600)  # the server refuses a key others can read
     if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(f"{root}/pwfile", "postgres")
+        for name in ("", "/pwfile", "/server.crt", "/server.key"):
+            shutil.chown(f"{root}{name}", "postgres")
     data = f"{root}/data"
     try:
         _quietly(*as_postgres, initdb, "-D", data, "-U", "postgres", "-A", "scram-sha-256",
                  f"--pwfile={root}/pwfile", "--no-sync", "--no-instructions")  # fmt: skip
         options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options += (
+            f" -c ssl=on -c ssl_cert_file={root}/server.crt -c ssl_key_file={root}/server.key"
+        )
         _quietly(*as_postgres, pg_ctl, "-D", data, "-o", options, "-w", "start")
         try:
             yield port, password
@@ -180,3 +188,18 @@ async def test_password_never_appears(
     texts = [result.message, raised, repr(check_spec), str(check_spec)]
     texts.append(check_spec.model_dump_json())
     assert not [text for text in texts if password in text]
+
+
+async def test_sslmode_is_honoured(
+    password_server: tuple[int, str], certificate: tuple[Path, Path]
+) -> None:
+    """The DSN's sslmode holds: require runs over TLS, verify-full with its CA, disable in clear."""
+    port, password = password_server
+    base = f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres"
+    only_over_tls = "SELECT 1 / ssl::int FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+    required = await run(spec(f"{base}?sslmode=require", query=only_over_tls))
+    assert required.outcome is Outcome.PASS, required.message
+    verified = await run(spec(f"{base}?sslmode=verify-full&sslrootcert={certificate[0]}"))
+    assert verified.outcome is Outcome.PASS, verified.message
+    plain = await run(spec(f"{base}?sslmode=disable", query=only_over_tls))
+    assert plain.outcome is Outcome.FAIL  # division by zero: the query proves the channel
