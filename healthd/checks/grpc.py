@@ -14,7 +14,7 @@ from pydantic import Field
 from healthd.checks.base import SpecBase
 from healthd.checks.tcp import ADDRESS_PATTERN
 from healthd.deadline import Deadline
-from healthd.durations import format_duration
+from healthd.durations import human_duration
 from healthd.errors import CheckError, CheckFailed, CheckTimeout
 from healthd.model import Observation, Reason
 
@@ -72,7 +72,7 @@ class GrpcCheck:
         text = f"{code.name}: {details}" if details else code.name
         lowered = details.lower()
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
-            return CheckTimeout(f"deadline of {format_duration(budget)} exceeded")
+            return CheckTimeout(f"deadline of {human_duration(budget)} exceeded")
         if code is grpc.StatusCode.UNAVAILABLE:
             if "dns" in lowered or "resolve" in lowered:
                 return CheckFailed(Reason.DNS, f"dns: {text}")

@@ -18,7 +18,7 @@ from pydantic import Field, SecretStr, field_validator
 from healthd.checks.base import SpecBase
 from healthd.checks.urls import network_failure, redact, scrub, secrets_of, short
 from healthd.deadline import Deadline
-from healthd.durations import format_duration
+from healthd.durations import human_duration
 from healthd.errors import CheckError, CheckFailed, CheckTimeout
 from healthd.model import Observation, Reason
 
@@ -117,7 +117,7 @@ class MysqlCheck:
             return CheckTimeout(f"server statement limit: {text} ({self.target})")
         cause = exc.__cause__
         if isinstance(cause, TimeoutError) or isinstance(exc, TimeoutError):
-            return CheckTimeout(f"timeout after {format_duration(budget)}: {self.target}")
+            return CheckTimeout(f"timeout after {human_duration(budget)}: {self.target}")
         if cause is not None:  # 2003 "Can't connect": the OS error says why
             failure = network_failure(cause, self.target, scrub(str(cause), self.secrets))
             if failure is not None:

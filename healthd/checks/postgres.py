@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr, field_validator
 from healthd.checks.base import SpecBase
 from healthd.checks.urls import network_failure, redact, scrub, secrets_of, short
 from healthd.deadline import Deadline
-from healthd.durations import format_duration
+from healthd.durations import human_duration
 from healthd.errors import CheckError, CheckFailed, CheckTimeout
 from healthd.model import Observation, Reason
 
@@ -77,7 +77,7 @@ class PostgresCheck:
             version = str(conn.get_settings().server_version).split(" ")[0]
             await conn.close(timeout=max(deadline.remaining(), 0.001))
         except TimeoutError:
-            raise CheckTimeout(f"timeout after {format_duration(budget)}: {self.target}") from None
+            raise CheckTimeout(f"timeout after {human_duration(budget)}: {self.target}") from None
         except Exception as exc:  # noqa: BLE001 - each driver error becomes a stable reason
             raise self._failure(exc, asyncpg) from None
         finally:

@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, field_validator
 from healthd.checks.base import SpecBase
 from healthd.checks.urls import network_failure, redact, scrub, secrets_of
 from healthd.deadline import Deadline
-from healthd.durations import format_duration
+from healthd.durations import human_duration
 from healthd.errors import CheckError, CheckFailed, CheckTimeout
 from healthd.model import Observation, Reason
 
@@ -101,7 +101,7 @@ class RedisCheck:
         ):
             return CheckFailed(Reason.AUTH_FAILED, f"auth failed: {text} ({self.target})")
         if isinstance(exc, exceptions.TimeoutError | TimeoutError):
-            return CheckTimeout(f"timeout after {format_duration(budget)}: {self.target}")
+            return CheckTimeout(f"timeout after {human_duration(budget)}: {self.target}")
         cause = exc.__cause__ or exc.__context__
         if isinstance(exc, exceptions.ConnectionError) and isinstance(cause, OSError):
             # redis-py wraps the OS error ("Error 111 connecting to ..."); the cause says why.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -153,3 +154,19 @@ async def test_no_health_service_is_protocol() -> None:
         await server.stop(None)
     assert (result.outcome, result.reason) == (Outcome.FAIL, Reason.PROTOCOL)
     assert "UNIMPLEMENTED" in result.message
+
+
+async def test_tls_to_an_untrusted_server_is_tls(certificate: tuple[Path, Path]) -> None:
+    """tls: true against a server whose certificate nobody trusts fails as `tls`."""
+    cert, key = certificate
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health_aio.HealthServicer(), server)
+    credentials = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+    await server.start()
+    try:
+        spec = GrpcSpec(name="api", kind="grpc", target=f"127.0.0.1:{port}", tls=True)
+        result = await runner.run(spec, spec.build(), Deadline.after(5.0))
+    finally:
+        await server.stop(None)
+    assert (result.outcome, result.reason) == (Outcome.FAIL, Reason.TLS), result.message
