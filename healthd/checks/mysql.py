@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator
 
 from healthd.checks.base import SpecBase
-from healthd.checks.urls import network_failure, redact, scrub, secrets_of, short
+from healthd.checks.urls import driver_network_failure, redact, scrub, secrets_of, short
 from healthd.deadline import Deadline
 from healthd.durations import human_duration
 from healthd.errors import CheckError, CheckFailed, CheckTimeout
@@ -118,11 +118,7 @@ class MysqlCheck:
         cause = exc.__cause__
         if isinstance(cause, TimeoutError) or isinstance(exc, TimeoutError):
             return CheckTimeout(f"timeout after {human_duration(budget)}: {self.target}")
-        if cause is not None:  # 2003 "Can't connect": the OS error says why
-            failure = network_failure(cause, self.target, scrub(str(cause), self.secrets))
-            if failure is not None:
-                return failure
-        failure = network_failure(exc, self.target, text)
+        failure = driver_network_failure(exc, cause, self.target, text, self.secrets)
         if failure is not None:
             return failure
         if code in LOST_ERRORS or isinstance(exc, aiomysql.InterfaceError):

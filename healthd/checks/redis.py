@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 
 from healthd.checks.base import SpecBase
-from healthd.checks.urls import network_failure, redact, scrub, secrets_of
+from healthd.checks.urls import driver_network_failure, redact, scrub, secrets_of
 from healthd.deadline import Deadline
 from healthd.durations import human_duration
 from healthd.errors import CheckError, CheckFailed, CheckTimeout
@@ -103,12 +103,8 @@ class RedisCheck:
         if isinstance(exc, exceptions.TimeoutError | TimeoutError):
             return CheckTimeout(f"timeout after {human_duration(budget)}: {self.target}")
         cause = exc.__cause__ or exc.__context__
-        if isinstance(exc, exceptions.ConnectionError) and isinstance(cause, OSError):
-            # redis-py wraps the OS error ("Error 111 connecting to ..."); the cause says why.
-            failure = network_failure(cause, self.target, scrub(str(cause), self.secrets))
-            if failure is not None:
-                return failure
-        failure = network_failure(exc, self.target, text)
+        wrapped = cause if isinstance(exc, exceptions.ConnectionError) else None
+        failure = driver_network_failure(exc, wrapped, self.target, text, self.secrets)
         if failure is not None:
             return failure
         if isinstance(exc, exceptions.BusyLoadingError | exceptions.ResponseError):

@@ -82,3 +82,22 @@ def network_failure(exc: BaseException, target: str, text: str) -> CheckError | 
     if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
         return CheckFailed(Reason.UNEXPECTED, f"{type(exc).__name__}: {text} ({target})")
     return None
+
+
+def driver_network_failure(
+    exc: BaseException,
+    cause: BaseException | None,
+    target: str,
+    text: str,
+    secrets: tuple[str, ...],
+) -> CheckError | None:
+    """`network_failure` of the OS error a driver wraps (`cause`), else of `exc` itself.
+
+    Drivers report a refused port as their own error ("Error 111 connecting to …",
+    "2003 Can't connect …"); the wrapped OS error says why, so it is asked first.
+    """
+    if cause is not None:
+        failure = network_failure(cause, target, scrub(str(cause), secrets))
+        if failure is not None:
+            return failure
+    return network_failure(exc, target, text)
