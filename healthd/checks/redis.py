@@ -103,7 +103,11 @@ class RedisCheck:
         if isinstance(exc, exceptions.TimeoutError | TimeoutError):
             return CheckTimeout(f"timeout after {human_duration(budget)}: {self.target}")
         cause = exc.__cause__ or exc.__context__
-        wrapped = cause if isinstance(exc, exceptions.ConnectionError) else None
+        wrapped = (
+            cause
+            if isinstance(exc, exceptions.ConnectionError) and isinstance(cause, OSError)
+            else None
+        )
         failure = driver_network_failure(exc, wrapped, self.target, text, self.secrets)
         if failure is not None:
             return failure
