@@ -23,8 +23,3 @@ def aggregate(checks: Iterable[CheckState], draining: bool) -> State:
     if unknown:
         return State.UNKNOWN
     return State.DEGRADED if degraded else State.HEALTHY
-
-
-def aggregate_liveness(checks: Iterable[CheckState]) -> State:
-    """Liveness ignores draining: a draining pod is alive (DESIGN §2)."""
-    return aggregate(checks, draining=False)

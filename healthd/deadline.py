@@ -39,10 +39,6 @@ class Deadline:
         """The earlier of this deadline and `limit` seconds from now."""
         return Deadline(min(self.at, self.clock() + limit), self.clock)
 
-    def shrink(self, reserve: float) -> Deadline:
-        """This deadline moved `reserve` seconds earlier (kept for our own answer)."""
-        return Deadline(self.at - reserve, self.clock)
-
     def headers(self) -> dict[str, str]:
         """What an onward HTTP call sends so the next hop answers within our budget."""
         return {HEADER: str(math.floor(self.remaining() * 1000))}

@@ -9,7 +9,6 @@ it understands). The runner owns the deadline, the clock and exception mapping.
 from __future__ import annotations
 
 import importlib.util
-import re
 from typing import Any, ClassVar, Literal, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -19,17 +18,12 @@ from healthd.durations import Duration
 from healthd.model import Observation
 
 NAME_PATTERN = r"^[a-z0-9_-]+$"
-_NAME = re.compile(NAME_PATTERN)
 
 
 class Check(Protocol):
     """One runnable check. Raises on failure; never catches CancelledError."""
 
     async def __call__(self, deadline: Deadline) -> Observation: ...
-
-
-class Closable(Protocol):
-    async def aclose(self) -> None: ...
 
 
 class Model(BaseModel):
@@ -98,7 +92,3 @@ class SpecBase(Model):
         """Import what this kind's runs import (once per process; a no-op after)."""
         for module in self.imports:
             importlib.import_module(module)
-
-
-def is_valid_name(name: str) -> bool:
-    return bool(_NAME.match(name))
