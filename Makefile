@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?=
 
-.PHONY: run test lint typecheck services bench schema clean
+.PHONY: run test lint typecheck tools services bench schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ run: $(VENV)/.installed-run
 ## test: install test extras, make sure the local services are up, lint, type-check, run the suite
 test: $(VENV)/.installed-test services lint typecheck
 	$(BIN)/pytest
+
+## tools: apt-get what the suite runs (openssl, server binaries, Nagios plugins); services calls it
+tools:
+	bash scripts/tools.sh
 
 services:
 	bash scripts/services.sh

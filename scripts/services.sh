@@ -28,24 +28,14 @@ ensure() {  # name port seconds command...
 }
 
 status=0
+# The programs the suite runs (servers, openssl, prometheus, Nagios plugins): scripts/tools.sh.
+bash "$(dirname "$0")/tools.sh" || status=1
 ensure postgres 5432 30 bash -c 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start' || status=1
 ensure mysql 3306 30 start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || status=1
 ensure redis 6379 10 redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log || status=1
 ensure amqp 5672 60 rabbitmq-server -detached || status=1
 ensure mqtt 1883 10 mosquitto -d -c /etc/mosquitto/mosquitto.conf || status=1
-ensure nats 4222 10 start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log || status=1
-
-# Prometheus and promtool (Debian's `prometheus` package) for tests/test_prometheus.py.
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
-  echo "services: installing prometheus (apt-get)"
-  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
-    || ! command -v promtool >/dev/null 2>&1; then
-    echo "services: could not install prometheus/promtool with apt-get" >&2
-    status=1
-  fi
-else
-  echo "services: prometheus $(prometheus --version 2>&1 | head -n1 | awk '{print $3}') present"
-fi
+ensure nats 4222 10 start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -m 8222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log || status=1
 
 if [ "$status" -ne 0 ] && [ "${CI:-}" = "true" ]; then
   echo "services: a service is missing and CI=true" >&2

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,26 @@ SERVICES = {
     "mqtt": ("127.0.0.1", 1883),
     "nats": ("127.0.0.1", 4222),
 }
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+def need(tool: str, why: str, places: Sequence[str] = ()) -> str:
+    """The path of program `tool` (on PATH, or the newest match of a glob in `places`).
+
+    Without it the test skips locally, and FAILS under CI=true: `make test` installs every
+    tool the suite needs (scripts/tools.sh), so a missing one there is a broken machine.
+    """
+    found = [path for place in places for path in sorted(glob.glob(place))]
+    path = found[-1] if found else shutil.which(tool)
+    if path is None:
+        message = f"{tool} not found, needed {why} (scripts/tools.sh installs it)"
+        if under_ci():
+            pytest.fail(f"{message}; CI=true: a missing tool is a failure")
+        pytest.skip(message)
+    return path
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -38,7 +59,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         host, port = SERVICES[name]
         if not _reachable(host, port):
             message = f"{name} is not reachable on {host}:{port}"
-            if os.environ.get("CI") == "true":
+            if under_ci():
                 pytest.fail(f"{message} (CI=true: a missing service is a failure)")
             pytest.skip(message)
 
@@ -98,12 +119,11 @@ def blackhole() -> Iterator[tuple[str, int]]:
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed EC certificate for 127.0.0.1 that expires in 3 days."""
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is not installed")
+    openssl = need("openssl", "to make a test certificate")
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
          "-nodes", "-days", "3", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,

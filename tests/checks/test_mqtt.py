@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from healthd import runner
 from healthd.checks.mqtt import MqttSpec, connect_packet
 from healthd.deadline import Deadline
 from healthd.model import CheckResult, Outcome, Reason
-from tests.conftest import free_port
+from tests.conftest import free_port, need
 
 MOSQUITTO = "127.0.0.1:1883"
 
@@ -29,10 +28,10 @@ async def run(url: str, timeout: str = "2s") -> CheckResult:
 async def mosquitto(tmp_path: Path, tls: tuple[Path, Path] | None = None) -> AsyncIterator[int]:
     """A Mosquitto on a free port that only lets user `u` with password `p` in (over TLS
     only, given a certificate and key)."""
-    if not (shutil.which("mosquitto") and shutil.which("mosquitto_passwd")):
-        pytest.skip("mosquitto is not installed")
+    broker = need("mosquitto", "for a private MQTT broker")
+    make_passwords = need("mosquitto_passwd", "for a private MQTT broker's password file")
     passwords = tmp_path / "passwords"
-    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwords), "u", "p"], check=True)
+    subprocess.run([make_passwords, "-c", "-b", str(passwords), "u", "p"], check=True)
     port = free_port()
     config = tmp_path / "mosquitto.conf"
     config.write_text(
@@ -41,7 +40,7 @@ async def mosquitto(tmp_path: Path, tls: tuple[Path, Path] | None = None) -> Asy
         + (f"certfile {tls[0]}\nkeyfile {tls[1]}\n" if tls else "")
     )
     proc = await asyncio.create_subprocess_exec(
-        "mosquitto", "-c", str(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        broker, "-c", str(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     assert proc.stderr is not None
     try:

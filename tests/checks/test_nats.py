@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
 import signal
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +13,7 @@ from healthd import runner
 from healthd.checks.nats import NatsSpec
 from healthd.deadline import Deadline
 from healthd.model import CheckResult, Outcome, Reason
-from tests.conftest import free_port
+from tests.servers import nats_server
 
 NATS = "127.0.0.1:4222"
 
@@ -24,29 +21,6 @@ NATS = "127.0.0.1:4222"
 async def run(url: str, timeout: str = "2s") -> CheckResult:
     spec = NatsSpec(name="bus", kind="nats", url=url, timeout=timeout)
     return await runner.run(spec, spec.build(), Deadline.after(5.0))
-
-
-@contextlib.asynccontextmanager
-async def nats_server(*extra: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
-    """A nats-server on a free port that wants user `u`, password `p` (plus `extra` args)."""
-    if not shutil.which("nats-server"):
-        pytest.skip("nats-server is not installed")
-    port = free_port()
-    argv = ["nats-server", "-a", "127.0.0.1", "-p", str(port), "--user", "u", "--pass", "p"]
-    argv += extra
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    assert proc.stderr is not None
-    try:
-        async with asyncio.timeout(5):
-            while b"Server is ready" not in await proc.stderr.readline():
-                pass
-        yield proc, port
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)  # nats-server's clean stop
-        await proc.wait()
 
 
 @pytest.fixture

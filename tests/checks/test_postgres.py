@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
 import time
 import traceback
 import uuid
@@ -22,7 +17,7 @@ from healthd import runner
 from healthd.checks.postgres import PostgresSpec
 from healthd.deadline import Deadline
 from healthd.model import CheckResult, Outcome, Reason
-from tests.conftest import free_port
+from tests.servers import postgres_server
 
 pytestmark = pytest.mark.service("postgres")
 
@@ -47,15 +42,6 @@ async def admin() -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
-def _pg_bin(tool: str) -> str | None:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{tool}")) or [shutil.which(tool) or ""]
-    return found[-1] or None
-
-
-def _quietly(*argv: str, check: bool = True) -> None:
-    subprocess.run(argv, check=check, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 @pytest.fixture(scope="module")
 def password_server(certificate: tuple[Path, Path]) -> Iterator[tuple[int, str]]:
     """A private PostgreSQL on a free port with scram-sha-256 auth and TLS offered:
@@ -64,35 +50,8 @@ def password_server(certificate: tuple[Path, Path]) -> Iterator[tuple[int, str]]
     The shared server trusts 127.0.0.1 (any password is accepted), so a wrong password
     can only be refused by a server of our own.
     """
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed")
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    root = tempfile.mkdtemp(prefix="healthd-pg-")
-    password, port = f"pw-{uuid.uuid4().hex}", free_port()
-    with open(f"{root}/pwfile", "w") as file:
-        file.write(password)
-    for source, name in zip(certificate, ("server.crt", "server.key"), strict=True):
-        shutil.copy(source, f"{root}/{name}")
-    os.chmod(f"{root}/server.key", 0o600)  # the server refuses a key others can read
-    if os.geteuid() == 0:
-        for name in ("", "/pwfile", "/server.crt", "/server.key"):
-            shutil.chown(f"{root}{name}", "postgres")
-    data = f"{root}/data"
-    try:
-        _quietly(*as_postgres, initdb, "-D", data, "-U", "postgres", "-A", "scram-sha-256",
-                 f"--pwfile={root}/pwfile", "--no-sync", "--no-instructions")  # fmt: skip
-        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        options += (
-            f" -c ssl=on -c ssl_cert_file={root}/server.crt -c ssl_key_file={root}/server.key"
-        )
-        _quietly(*as_postgres, pg_ctl, "-D", data, "-o", options, "-w", "start")
-        try:
-            yield port, password
-        finally:
-            _quietly(*as_postgres, pg_ctl, "-D", data, "-m", "immediate", "stop", check=False)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_server(tls=certificate) as server:
+        yield server.port, server.password
 
 
 async def test_select_1_passes() -> None:

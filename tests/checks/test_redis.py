@@ -7,16 +7,12 @@ so other tests sharing the local Redis never wait on ours.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import shutil
 import signal
-import subprocess
 import time
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,19 +23,10 @@ from healthd import runner
 from healthd.checks.redis import RedisSpec
 from healthd.deadline import Deadline
 from healthd.model import CheckResult, Outcome, Reason
-from tests.conftest import free_port
+from tests.servers import Redis as PrivateRedis
+from tests.servers import redis_server
 
 pytestmark = pytest.mark.service("redis")
-
-
-@dataclass(frozen=True)
-class Server:
-    process: subprocess.Popen[str]
-    port: int
-    password: str
-
-    def url(self, password: str | None = None) -> str:
-        return f"redis://:{self.password if password is None else password}@127.0.0.1:{self.port}/0"
 
 
 def spec(url: str = "redis://127.0.0.1:6379/0", **keys: str) -> RedisSpec:
@@ -50,43 +37,14 @@ async def run(check_spec: RedisSpec) -> CheckResult:
     return await runner.run(check_spec, check_spec.build(), Deadline.after(5.0))
 
 
-@contextlib.contextmanager
-def redis_server(tls: tuple[Path, Path] | None = None) -> Iterator[Server]:
-    """A private redis-server with a password on a free port (TLS only, given a cert and
-    key), killed on exit."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    port, password = free_port(), f"pw-{uuid.uuid4().hex}"
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password]
-    if tls is not None:
-        cert, key = tls
-        argv += ["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no"]
-        argv += ["--tls-cert-file", str(cert), "--tls-key-file", str(key)]
-    argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    try:
-        for line in process.stdout:  # ends when the server exits
-            if "Ready to accept connections" in line:
-                break
-        else:
-            pytest.fail("redis-server exited before it was ready")
-        yield Server(process, port, password)
-    finally:
-        process.kill()
-        process.wait()
-        process.stdout.close()
-
-
 @pytest.fixture(scope="module")
-def private() -> Iterator[Server]:
+def private() -> Iterator[PrivateRedis]:
     with redis_server() as server:
         yield server
 
 
 @pytest.fixture
-async def admin(private: Server) -> AsyncIterator[Redis]:
+async def admin(private: PrivateRedis) -> AsyncIterator[Redis]:
     """A separate connection to the private server, for pausing and counting."""
     client = Redis(host="127.0.0.1", port=private.port, password=private.password)
     try:
@@ -101,7 +59,7 @@ async def test_ping_passes() -> None:
     assert (result.outcome, result.message) == (Outcome.PASS, "PONG")
 
 
-async def test_password_and_db_from_the_url_pass(private: Server) -> None:
+async def test_password_and_db_from_the_url_pass(private: PrivateRedis) -> None:
     """The URL's password and database number are used."""
     result = await run(spec(f"{private.url()[:-2]}/3"))
     assert result.outcome is Outcome.PASS, result.message
@@ -114,19 +72,19 @@ def test_wrong_scheme_is_rejected_without_echoing_the_password() -> None:
     assert "S3cr3t-pw" not in str(info.value)
 
 
-async def test_wrong_password_is_auth_failed(private: Server) -> None:
+async def test_wrong_password_is_auth_failed(private: PrivateRedis) -> None:
     """A wrong password (WRONGPASS) is `auth_failed`."""
     result = await run(spec(private.url(password="wrong")))
     assert (result.outcome, result.reason) == (Outcome.FAIL, Reason.AUTH_FAILED)
 
 
-async def test_missing_password_is_auth_failed(private: Server) -> None:
+async def test_missing_password_is_auth_failed(private: PrivateRedis) -> None:
     """No password for a server that wants one (NOAUTH) is `auth_failed`."""
     result = await run(spec(f"redis://127.0.0.1:{private.port}/0"))
     assert (result.outcome, result.reason) == (Outcome.FAIL, Reason.AUTH_FAILED)
 
 
-async def test_paused_server_times_out_at_the_budget(private: Server, admin: Redis) -> None:
+async def test_paused_server_times_out_at_the_budget(private: PrivateRedis, admin: Redis) -> None:
     """With every client paused (CLIENT PAUSE 2000 ALL) a 300ms check times out at 300ms."""
     await admin.client_pause(2000, all=True)
     try:
@@ -147,25 +105,25 @@ async def test_server_killed_mid_run_fails_fast() -> None:
         check_spec = spec(server.url(), timeout="2s")
         running = asyncio.create_task(run(check_spec))
         await asyncio.sleep(0.2)
-        server.process.kill()
+        server.stop()
         result = await running
     assert (result.outcome, result.reason) == (Outcome.FAIL, Reason.PROTOCOL)
     assert result.duration < 1.0
 
 
-async def test_cancelled_runs_leave_no_connections(private: Server, admin: Redis) -> None:
+async def test_cancelled_runs_leave_no_connections(private: PrivateRedis, admin: Redis) -> None:
     """After 500 runs cut by a tiny timeout (server stopped), its clients return to baseline."""
     baseline = (await admin.info("clients"))["connected_clients"]
     check_spec = spec(private.url(), timeout="5ms")
     check = check_spec.build()
     outcomes = set()
     # SIGSTOP: the kernel still completes each TCP handshake, the server never answers.
-    os.kill(private.process.pid, signal.SIGSTOP)
+    os.kill(private.pid, signal.SIGSTOP)
     try:
         for _ in range(500):
             outcomes.add((await runner.run(check_spec, check, Deadline.after(5.0))).outcome)
     finally:
-        os.kill(private.process.pid, signal.SIGCONT)
+        os.kill(private.pid, signal.SIGCONT)
     assert outcomes == {Outcome.TIMEOUT}
     ended = time.monotonic()
     while (await admin.info("clients"))["connected_clients"] > baseline:
@@ -177,7 +135,7 @@ async def test_cancelled_runs_leave_no_connections(private: Server, admin: Redis
 
 @pytest.mark.parametrize("target", ["refused", "hung", "wrong_password"])
 async def test_password_never_appears(
-    target: str, refused_port: int, hung_listener: tuple[str, int], private: Server
+    target: str, refused_port: int, hung_listener: tuple[str, int], private: PrivateRedis
 ) -> None:
     """A URL's password is in no message, exception, repr, str or JSON dump of the spec."""
     password = f"S3cr3t-{uuid.uuid4().hex}"
