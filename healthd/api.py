@@ -31,6 +31,7 @@ CACHED_HEADERS = {"Content-Type": JSON, "Cache-Control": "no-store"}
 NO_QUERY: dict[str, str] = {}
 ENDPOINTS = {"livez": "liveness", "readyz": "readiness", "startupz": "startup", "health": "health"}
 NO_STORE = {"Cache-Control": "no-store"}
+FLAGS = {"": True, "1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -265,7 +266,9 @@ async def _evaluate(
     check: str | None,
 ) -> web.Response:
     exclude = request.query.getall("exclude", [])
-    fresh = request.query.get("fresh", "0").lower() not in ("0", "false", "no")  # bare ?fresh: yes
+    fresh = FLAGS.get(request.query.get("fresh", "0").lower())  # a bare ?fresh is "": fresh
+    if fresh is None:
+        return error(400, f"?fresh: {request.query['fresh']!r:.40} is not a boolean (use 1 or 0)")
     snapshot = await engine.evaluate(group, deadline, fresh=fresh, exclude=exclude, only=check)
     if group == "health":
         groups = {g: engine.group_state(g, engine.states(engine.members(g))) for g in

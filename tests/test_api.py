@@ -257,14 +257,34 @@ async def test_cache_never_hides_details_or_budget_errors(aiohttp_client: MakeCl
     assert bad.status == 400
 
 
-@pytest.mark.parametrize(("query", "runs"), [("?fresh", 2), ("?fresh=1", 2), ("?fresh=0", 1)])
+@pytest.mark.parametrize(
+    ("query", "runs"),
+    [("?fresh", 2), ("?fresh=1", 2), ("?fresh=TRUE", 2), ("?fresh=yes", 2),
+     ("?fresh=0", 1), ("?fresh=False", 1), ("?fresh=no", 1)],
+)  # fmt: skip
 async def test_fresh_runs_background_checks_now(
     aiohttp_client: MakeClient, query: str, runs: int
 ) -> None:
-    """`?fresh` (bare or =1) runs a background check inside the request; `?fresh=0` does not."""
+    """`?fresh` (bare, 1, true, yes) runs a background check inside the request; 0/false/no
+    do not."""
     fake = FakeCheck()
     engine = engine_with({"db": fake}, settings([{"name": "db"}]))
     client = await client_for(aiohttp_client, engine)
     await engine.run_now("db")
     assert (await client.get(f"/readyz{query}")).status == 200
     assert fake.calls == runs
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "on"])
+async def test_fresh_that_is_not_a_boolean_is_400(aiohttp_client: MakeClient, value: str) -> None:
+    """`?fresh=maybe` is a 400 with a one-line message, and runs nothing."""
+    fake = FakeCheck()
+    engine = engine_with({"db": fake}, settings([{"name": "db"}]))
+    client = await client_for(aiohttp_client, engine)
+    await engine.run_now("db")
+    assert (await client.get("/readyz")).status == 200  # the cached answer is in place
+    resp = await client.get(f"/readyz?fresh={value}")
+    assert resp.status == 400
+    assert await resp.json() == {"error": f"?fresh: {value!r} is not a boolean (use 1 or 0)"}
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert fake.calls == 1
