@@ -1,16 +1,26 @@
-"""argv → commands: run, check, validate, schema, probe (DESIGN §9)."""
+"""argv → commands: run, check, validate, schema, openapi, probe (DESIGN §9)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from healthd.errors import ConfigError
 
+ABOUT = """\
+healthd checks a service's dependencies under propagated deadlines and serves the verdict
+as Kubernetes probes, Prometheus metrics and OpenTelemetry traces.
+
+examples:
+  healthd run -c healthd.yaml                serve /livez, /readyz, /health and /metrics
+  healthd check --group readiness            one evaluation, Nagios exit code (0/1/2/3)
+  healthd probe http://127.0.0.1:8099/readyz --timeout 500ms
+"""
 NAGIOS = {"healthy": 0, "degraded": 1, "unhealthy": 2, "unknown": 3, "draining": 2}
 
 
@@ -76,6 +86,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from healthd.openapi import document
+
+    print(json.dumps(document(), indent=2))
+    return 0
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     """Tiny stdlib client for exec probes and Docker HEALTHCHECK: 0 on 2xx/3xx in time."""
     import http.client
@@ -106,7 +123,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="healthd", description=__doc__)
+    top = argparse.ArgumentParser(
+        prog="healthd", description=ABOUT, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = top.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="serve probes, metrics and the admin API")
     run.add_argument("-c", "--config", help="YAML file (default: the packaged default config)")
@@ -122,6 +141,8 @@ def parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_validate)
     schema = sub.add_parser("schema", help="print the config's JSON Schema")
     schema.set_defaults(func=cmd_schema)
+    openapi = sub.add_parser("openapi", help="print the OpenAPI 3.1 document of the HTTP APIs")
+    openapi.set_defaults(func=cmd_openapi)
     probe = sub.add_parser("probe", help="GET a URL; exit 0 on 2xx/3xx within the timeout")
     probe.add_argument("url")
     probe.add_argument("--timeout", default="1s")
@@ -131,6 +152,20 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    code = 1  # if the pipe breaks before the command has its answer
+    try:
+        code = _dispatch(args)
+        sys.stdout.flush()  # a broken pipe shows here, while it can still be caught
+    except BrokenPipeError:
+        # The reader went away (`healthd check --json | head -1`): nothing more to say.
+        # Point stdout at /dev/null so the interpreter's own flush at exit is silent too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
