@@ -1,4 +1,5 @@
-"""The engine: background runs, coalescing, reloads mid-request, and contained observers."""
+"""The engine: background runs, coalescing, reloads mid-request, thresholds, freshness,
+warn_after, and contained observers."""
 
 from __future__ import annotations
 
@@ -6,15 +7,17 @@ import asyncio
 import importlib
 import subprocess
 import sys
+import time
 
 import pytest
 
+from healthd import runner
 from healthd.checks import KINDS, SPECS
 from healthd.checks.base import SpecBase
 from healthd.deadline import Deadline
-from healthd.engine import Observer
-from healthd.model import CheckResult, CheckState, Outcome, State, Status
-from healthd.testing import FakeCheck
+from healthd.engine import Engine, Observer
+from healthd.model import CheckResult, CheckState, Observation, Outcome, Reason, State, Status
+from healthd.testing import FakeCheck, ManualClock
 from tests.helpers import engine_with, settings
 
 
@@ -105,3 +108,81 @@ def test_preloaded_modules_exist(kind: str) -> None:
     """Every module a kind preloads can be imported (a typo would break start-up)."""
     for module in SPECS[kind].imports:
         importlib.import_module(module)
+
+
+async def test_engine_applies_the_specs_thresholds() -> None:
+    """failure_threshold 3 and success_threshold 2: the engine holds a pass through two
+    failures and a failure through one pass."""
+    P, F = Outcome.PASS, Outcome.FAIL
+    script = [P, F, F, F, P, P, F]
+    spec = {"name": "db", "mode": "on_demand", "failure_threshold": 3, "success_threshold": 2}
+    engine = engine_with({"db": FakeCheck(script)}, settings([spec]))
+    seen = []
+    for _ in script:
+        snapshot = await engine.evaluate("readiness", Deadline.after(1.0))
+        [state] = snapshot.checks
+        assert state.last is not None
+        seen.append((state.status, state.last.outcome))
+    S = Status
+    assert seen == [
+        (S.PASS, P), (S.PASS, F), (S.PASS, F), (S.FAIL, F), (S.FAIL, P), (S.PASS, P), (S.PASS, F),
+    ]  # fmt: skip
+
+
+async def test_background_runs_get_the_checks_timeout(blackhole: tuple[str, int]) -> None:
+    """A background run's deadline is check.timeout (800 ms), not deadline.default (200 ms)."""
+    host, port = blackhole
+    hung = {"name": "hung", "address": f"{host}:{port}", "timeout": "800ms", "interval": "10s"}
+    clock = ManualClock()  # budgets exact; the run itself still waits 800 ms of real time
+    engine = Engine(settings([hung], deadline={"default": "200ms"}), clock=clock)
+    started = time.monotonic()
+    engine.start()
+    try:
+        async with asyncio.timeout(10.0):  # first-run jitter ≤ 1 s, then the 800 ms run
+            while (last := engine.states(["hung"])[0].last) is None:
+                await asyncio.sleep(0.02)
+    finally:
+        await engine.stop()
+    assert (last.outcome, last.message) == (Outcome.TIMEOUT, "timeout after 800ms")
+    assert last.timeout == pytest.approx(0.8)
+    assert time.monotonic() - started >= 0.8
+
+
+async def test_default_max_age_is_three_intervals() -> None:
+    """Without max_age a result holds for three intervals (30 s at 10 s), then reads unknown."""
+    clock = ManualClock()
+    engine = engine_with({"db": FakeCheck()}, settings([{"name": "db", "interval": "10s"}]),
+                         clock=clock)  # fmt: skip
+    await engine.run_now("db")
+    clock.advance(29.9)
+    snapshot = await engine.evaluate("readiness", Deadline.after(1.0, clock))
+    assert (snapshot.state, snapshot.checks[0].status) == (State.HEALTHY, Status.PASS)
+    clock.advance(0.2)
+    snapshot = await engine.evaluate("readiness", Deadline.after(1.0, clock))
+    assert (snapshot.state, snapshot.checks[0].status) == (State.UNKNOWN, Status.UNKNOWN)
+
+
+class Takes:
+    """A check that passes after `seconds` on a ManualClock (durations exact, no sleeping)."""
+
+    def __init__(self, clock: ManualClock, seconds: float) -> None:
+        self.clock, self.seconds = clock, seconds
+
+    async def __call__(self, deadline: Deadline) -> Observation:
+        self.clock.advance(self.seconds)
+        return Observation(Outcome.PASS, "ok")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "outcome", "message"),
+    [(0.3, Outcome.WARN, "slow: 300ms > warn_after 200ms"), (0.1, Outcome.PASS, "ok")],
+)
+async def test_a_pass_slower_than_warn_after_is_a_warn(
+    seconds: float, outcome: Outcome, message: str
+) -> None:
+    """warn_after 200ms: a 300 ms pass is a warn saying so; a 100 ms pass stays a pass."""
+    clock = ManualClock()
+    [spec] = settings([{"name": "db", "warn_after": "200ms"}]).checks
+    result = await runner.run(spec, Takes(clock, seconds), Deadline.after(1.0, clock))
+    assert (result.outcome, result.reason, result.message) == (outcome, Reason.OK, message)
+    assert result.duration == pytest.approx(seconds)
