@@ -72,6 +72,7 @@ class InFlight:
         task = asyncio.current_task()
         assert task is not None
         self.requests[task] = (request, time.monotonic())
+        self.idle.clear()  # a request read from a connection taken at the close counts too
         try:
             yield
         finally:

@@ -24,6 +24,7 @@ import signal
 import sys
 import time
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from healthd.config import DEFAULT_CONFIG, Settings, load_settings
 from healthd.durations import human_duration
 from healthd.engine import Engine
 from healthd.errors import ConfigError
+from healthd.listeners import Listener, close_idle
 from healthd.observers import Telemetry, setup
 
 log = logging.getLogger("healthd")
@@ -44,11 +46,6 @@ log = logging.getLogger("healthd")
 REAP_TIMEOUT = 1.0
 ADMIN_KEEPALIVE = 15.0
 RESTART_ONLY_SERVER_KEYS = ("listen", "keepalive_timeout")
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 class Daemon:
@@ -83,7 +80,8 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._admin_runner: web.AppRunner | None = None
-        self._admin_site: web.TCPSite | None = None
+        self._admin_site: Listener | None = None
+        self._listeners: list[Listener] = []
 
     # --- signals --------------------------------------------------------------------------------
 
@@ -184,7 +182,8 @@ class Daemon:
             if problem:
                 log.error("reload: admin API not started: %s", problem)
         elif not new.server.token.get_secret_value() and self._admin_site is not None:
-            await self._admin_site.stop()
+            await self._admin_site.close()
+            self._listeners.remove(self._admin_site)
             self._admin_site = None
             log.info("admin API off: server.token is now empty")
 
@@ -209,14 +208,11 @@ class Daemon:
 
     # --- serving --------------------------------------------------------------------------------
 
-    async def _listen(self, runner: web.AppRunner, address: str, key: str) -> web.TCPSite:
-        host, port = split_listen(address)
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise ConfigError(f"{key}: cannot listen on {address}: {exc.strerror or exc}") from None
-        return site
+    async def _listen(self, runner: web.AppRunner, address: str, key: str) -> Listener:
+        listener = Listener(runner, address, key)
+        await listener.start()
+        self._listeners.append(listener)
+        return listener
 
     async def _start_admin(self) -> None:
         if self._admin_runner is None:
@@ -287,24 +283,27 @@ class Daemon:
         return self.exit_code
 
     async def _close(self, runner: web.AppRunner) -> None:
-        """Close listeners, give requests in flight `grace`, cancel (and log) the rest."""
+        """Close listeners losing nothing queued, give requests in flight `grace`, cancel
+        (and log) the rest."""
         grace = self.settings.shutdown.grace
+        until = time.monotonic() + grace
         runners = [runner] + ([self._admin_runner] if self._admin_runner else [])
-        for r in runners:
-            for site in list(r.sites):
-                await site.stop()
-        await asyncio.sleep(0)  # let requests accepted just before the close start
-        for r in runners:
-            if r.server is not None:
-                r.server.pre_shutdown()  # idle keep-alive connections close now
+        queued = 0
+        for listener in self._listeners:
+            queued += await listener.close()
+        closed_at = max((x.closed_at for x in self._listeners), default=time.time())
+        self._listeners = []
+        self._admin_site = None
+        await close_idle([r.server for r in runners if r.server is not None], until)
         log.info(
-            "listeners closed; %d requests in flight get up to %s",
-            len(self.inflight.requests), human_duration(grace),
+            "listeners closed at %s; %d queued connections taken, %d requests in flight "
+            "get up to %s",
+            _iso(closed_at), queued, len(self.inflight.requests), human_duration(grace),
         )  # fmt: skip
         if not self.inflight.requests:
             self.inflight.idle.set()
         try:
-            async with asyncio.timeout(grace):
+            async with asyncio.timeout(max(0.0, until - time.monotonic())):
                 await self.inflight.idle.wait()
         except TimeoutError:
             now = time.monotonic()
@@ -326,6 +325,11 @@ class Daemon:
         if self._admin_runner is not None and self._admin_runner not in runners:
             await self._admin_runner.cleanup()
         self._admin_runner = self._admin_site = None
+
+
+def _iso(wall: float) -> str:
+    """UTC, ISO 8601 with microseconds: `2026-12-02T03:23:51.123456Z`."""
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _describe(request: web.Request) -> str:

@@ -1,0 +1,164 @@
+"""The listening sockets, owned here so that closing them loses no connection (DESIGN §6).
+
+aiohttp's `site.stop()` closes a listener at once: connections the kernel completed
+into its accept queue are reset, and `pre_shutdown()` then closes every connection that
+looks idle, including one accepted a moment ago whose request is still in the socket
+buffer. A daemon descheduled around the close (a loaded node, SIGSTOP) has many of both.
+`Listener.close()` and `close_idle()` instead:
+
+    1. keep a duplicate of the listening socket, so `site.stop()` only stops asyncio
+       watching it while the kernel keeps the accept queue;
+    2. accept everything queued in one synchronous burst (no await: nothing can slip in
+       behind it), then close the socket: from here on connects are refused;
+    3. hand each accepted socket to the aiohttp server, like any other connection;
+    4. close the connections with nothing to read (idle keep-alive); a connection whose
+       request is in its socket buffer is left to be read, answered (with `Connection:
+       close`) and closed by aiohttp itself, and one that has not sent its first request
+       yet gets `FIRST_REQUEST` to send it.
+
+ATTENTION: the only connects that can still be reset are those whose handshake completes
+in the microseconds between the burst and the close; `closed_at` (wall clock) is logged so
+a test can judge every error against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import socket
+import struct
+import termios
+import time
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from healthd.errors import ConfigError
+
+BACKLOG = 4096  # capped by net.core.somaxconn; a reconnect storm during the drain needs room
+SETTLE_ROUNDS = 5  # loop iterations with nothing left to read before idle connections close
+FIRST_REQUEST = 0.5  # seconds a connection accepted before the close has to send its request
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _unread(conn: RequestHandler) -> int:
+    """Bytes waiting in the connection's socket buffer (-1: it is closing)."""
+    transport = conn.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.fileno() < 0:
+        return -1
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return -1
+    return int(struct.unpack("i", raw)[0])
+
+
+class Listener:
+    """One listening socket served by `runner`."""
+
+    def __init__(self, runner: web.AppRunner, address: str, key: str) -> None:
+        self.runner, self.address, self.key = runner, address, key
+        self.sock: socket.socket | None = None
+        self.site: web.SockSite | None = None
+        self.closed_at = 0.0  # wall clock
+
+    async def start(self) -> None:
+        host, port = split_listen(self.address)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise ConfigError(f"{self.key}: cannot listen on {self.address}: {reason}") from None
+        sock.setblocking(False)
+        self.sock = sock
+        self.site = web.SockSite(self.runner, sock, backlog=BACKLOG)
+        await self.site.start()
+
+    async def close(self) -> int:
+        """Stop listening without resetting what the kernel queued; the number handed over."""
+        if self.sock is None or self.site is None:
+            return 0
+        keep = self.sock.dup()
+        await self.site.stop()  # asyncio stops accepting and closes its descriptor only
+        queued: list[socket.socket] = []
+        try:
+            while True:  # no await in here: the burst and the close are one step
+                try:
+                    conn, _ = keep.accept()
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    break  # e.g. out of descriptors: what is left is refused, as after a close
+                queued.append(conn)
+        finally:
+            keep.close()
+            self.closed_at = time.time()
+            self.sock = self.site = None
+        loop = asyncio.get_running_loop()
+        server = self.runner.server
+        for conn in queued:
+            conn.setblocking(False)
+            if server is None:
+                conn.close()
+                continue
+            await loop.connect_accepted_socket(server, conn)
+        return len(queued)
+
+
+async def close_idle(servers: list[web.Server], until: float) -> None:
+    """Close connections with nothing to read; leave the others to be answered and closed.
+
+    A connection that has not carried a request yet (a client connected just before the
+    close and has not written, or its bytes are still on the way) gets up to
+    `FIRST_REQUEST` to send one. Runs until `SETTLE_ROUNDS` loop iterations in a row find
+    nothing to read and nothing new (connections asyncio accepted just before the close
+    attach a few iterations later), or until `until` (monotonic).
+    """
+    seen: set[RequestHandler] = set()
+    quiet = 0
+    fresh_until = min(until, time.monotonic() + FIRST_REQUEST)
+    while time.monotonic() < until:
+        busy = waiting = False
+        for server in servers:
+            for conn in server.connections:
+                if conn in seen:
+                    continue
+                if _unread(conn) > 0:
+                    busy = True  # its request is in the buffer: read it next iteration
+                    continue
+                if _requests(conn) == 0 and time.monotonic() < fresh_until:
+                    waiting = True
+                    continue
+                seen.add(conn)
+                busy = True
+                if _idle(conn):
+                    conn.force_close()  # what aiohttp's own keep-alive timeout does to it
+                else:
+                    conn.close()  # busy with a request: closes after answering it
+        quiet = 0 if busy else quiet + 1
+        if quiet >= SETTLE_ROUNDS and not waiting:
+            return
+        # ATTENTION: nothing signals "bytes arrived" on a socket aiohttp reads, so a fresh
+        # connection is looked at again every millisecond, for FIRST_REQUEST at most.
+        await asyncio.sleep(0.001 if waiting and quiet >= SETTLE_ROUNDS else 0)
+
+
+# aiohttp keeps a connection's request count and its "waiting for the next request" future
+# private; these read them as its own keep-alive timeout does, with safe defaults.
+
+
+def _requests(conn: RequestHandler) -> int:
+    """How many requests the connection has carried."""
+    return int(getattr(conn, "_request_count", 1))
+
+
+def _idle(conn: RequestHandler) -> bool:
+    """Waiting for its next request, with none read."""
+    waiter = getattr(conn, "_waiter", None)
+    return waiter is not None and not waiter.done()
