@@ -167,6 +167,37 @@ async def test_bad_heartbeat_bodies_are_4xx(
     assert "\n" not in error
 
 
+def heartbeat_of(size: int) -> bytes:
+    """A valid heartbeat body of exactly `size` bytes."""
+    frame = b'{"status": "pass", "message": ""}'
+    body = frame[:-2] + b"x" * (size - len(frame)) + frame[-2:]
+    assert len(body) == size
+    return body
+
+
+@pytest.mark.parametrize(("size", "code"), [(64 * 1024, 200), (64 * 1024 + 1, 413)])
+async def test_body_limit_is_64_kib(admin: tuple[Daemon, Client], size: int, code: int) -> None:
+    """A heartbeat body of exactly 64 KiB is read; one byte more is a 413 (client_max_size)."""
+    _, client = admin
+    resp = await client.post("/heartbeat/app", data=heartbeat_of(size))
+    assert resp.status == code
+
+
+async def test_chunked_body_above_64_kib_is_413(admin: tuple[Daemon, Client]) -> None:
+    """A chunked body (no Content-Length) is held to 64 KiB as it is read: 413."""
+    _, client = admin
+    body = heartbeat_of(64 * 1024 + 1)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 4096):
+            yield body[start : start + 4096]
+
+    resp = await client.post("/heartbeat/app", data=chunks())
+    assert "Content-Length" not in resp.request_info.headers
+    assert resp.status == 413
+    assert (await resp.json())["error"] == "Request Entity Too Large"
+
+
 async def test_heartbeat_to_unknown_or_other_check_is_404(admin: tuple[Daemon, Client]) -> None:
     """Posting to a check that is not there, or is not a heartbeat, is 404."""
     _, client = admin
