@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from healthd import __version__
 from healthd.api import make_app
+from healthd.checks.loop import MONITOR
 from healthd.engine import Engine
 from healthd.model import Outcome
 from healthd.observers import Telemetry, setup
@@ -41,6 +44,9 @@ CONTRACT = {
 }
 
 
+LOOP = {"name": "loop", "kind": "loop", "mode": "on_demand", "warn_lag": "30s", "fail_lag": "60s"}
+
+
 def scenario() -> tuple[dict[str, FakeCheck], dict[str, Any]]:
     """db passes (critical), cache fails and slow times out (both non-critical)."""
     fakes = {
@@ -59,7 +65,7 @@ def scenario() -> tuple[dict[str, FakeCheck], dict[str, Any]]:
 async def wired(
     aiohttp_client: MakeClient, fakes: dict[str, FakeCheck], cfg: dict[str, Any]
 ) -> tuple[Client, Engine, Telemetry]:
-    s = settings(cfg["checks"])
+    s = settings(cfg["checks"], **{k: v for k, v in cfg.items() if k != "checks"})
     telemetry = setup(s, registry=CollectorRegistry(), env={})
     engine = engine_with(fakes, s, observers=telemetry.observers, tracer=telemetry.tracer)
     telemetry.bind(engine)
@@ -88,9 +94,11 @@ async def scrape(client: Client, accept: str = "") -> tuple[str, str]:
 async def test_every_contract_metric_has_its_type_and_labels(aiohttp_client: MakeClient) -> None:
     """After probes, runs and a reload, each §7 metric is exported with its type and labels."""
     fakes, cfg = scenario()
+    cfg["checks"].append(LOOP)  # liveness: an on_demand loop check that always passes
+    cfg["groups"] = {"readiness": {"exclude": ["loop"]}}
     client, engine, _ = await wired(aiohttp_client, fakes, cfg)
     assert (await client.get("/readyz?fresh=1")).status == 200
-    assert (await client.get("/livez")).status in (200, 503)
+    assert (await client.get("/livez")).status == 200
     for observer in engine.observers:
         observer.on_reload(False)
     text, _ = await scrape(client)
@@ -153,7 +161,21 @@ async def test_draining_and_build_info(aiohttp_client: MakeClient) -> None:
     assert value(found, "healthd_draining") == 1.0
     assert value(found, "healthd_state", group="readiness", state="draining") == 1.0
     assert value(found, "healthd_build_info", version=__version__) == 1.0
-    assert (value(found, "healthd_event_loop_lag_seconds") or 0.0) >= 0.0
+
+
+async def test_loop_lag_gauge_is_the_measured_lag(aiohttp_client: MakeClient) -> None:
+    """The loop blocked for 300 ms: healthd_event_loop_lag_seconds says the lag measured."""
+    client, _, _ = await wired(aiohttp_client, *scenario())
+    MONITOR.ensure_running()
+    await asyncio.sleep(0.01)  # the sampler is asleep
+    time.sleep(0.3)  # blocking the loop is the point
+    async with asyncio.timeout(5.0):
+        while MONITOR.last < 0.2:  # the sampler woke (at least 250 ms) late
+            await asyncio.sleep(0)
+    await MONITOR.stop()  # no later sample can change what the scrape must show
+    lag = value(samples((await scrape(client))[0]), "healthd_event_loop_lag_seconds")
+    assert lag == MONITOR.last
+    assert lag >= 0.2
 
 
 async def test_probe_counters_and_budget(aiohttp_client: MakeClient) -> None:
