@@ -15,13 +15,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from healthd.checks import CheckSpec
 from healthd.checks.base import Model
+from healthd.checks.loop import LoopSpec
 from healthd.durations import Duration
 from healthd.errors import ConfigError
 from healthd.model import State
@@ -30,6 +39,7 @@ DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _LISTEN = r"^(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]*):\d{1,5}$"
 GROUPS = ("readiness", "liveness")
+IMPLICIT_LOOP_NAMES = ("loop", "event-loop", "healthd-loop")  # the first one not taken
 
 DEFAULT_STATUS_CODES = {
     State.HEALTHY: 200,
@@ -113,6 +123,26 @@ class Settings(Model):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     checks: list[CheckSpec] = Field(default_factory=list)
 
+    # The `loop` check added because the config has none (DESIGN §2), if any.
+    _implicit_loop: LoopSpec | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _implicit(self, info: ValidationInfo) -> Self:
+        """A config without a `loop` check gets one, so liveness is never empty. It joins
+        liveness and /health, not readiness: the operator did not ask for it there."""
+        if not any(c.kind == "loop" for c in self.checks):
+            names = {c.name for c in self.checks}
+            name = next(n for n in IMPLICIT_LOOP_NAMES if n not in names)
+            spec = {"name": name, "kind": "loop"}
+            self._implicit_loop = LoopSpec.model_validate(spec, context=info.context)
+        return self
+
+    @property
+    def all_checks(self) -> list[CheckSpec]:
+        """The configured checks, and the implicit `loop` check if one was added."""
+        implicit = self._implicit_loop
+        return self.checks if implicit is None else [*self.checks, implicit]
+
     @model_validator(mode="after")
     def _names(self) -> Self:
         seen: set[str] = set()
@@ -130,14 +160,16 @@ class Settings(Model):
 
     def members(self, group: str) -> list[str]:
         """Names of the checks in `group` (`readiness`, `liveness`, `startup`, `health`)."""
-        names = [c.name for c in self.checks]
+        names = [c.name for c in self.all_checks]
         if group == "health":
             return names
+        if group == "readiness" and self._implicit_loop is not None:
+            names.remove(self._implicit_loop.name)
         if group == "startup":
             return [n for n in self.members("readiness") if self.check(n).critical]
         spec = getattr(self.groups, group)
         if spec is None:  # liveness by default: checks about healthd itself
-            return [c.name for c in self.checks if c.kind == "loop"]
+            return [c.name for c in self.all_checks if c.kind == "loop"]
         return [
             n
             for n in names
@@ -146,7 +178,7 @@ class Settings(Model):
         ]
 
     def check(self, name: str) -> Any:
-        return next(c for c in self.checks if c.name == name)
+        return next(c for c in self.all_checks if c.name == name)
 
 
 # --- loading ---------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ class Engine:
     def _configure(self, settings: Settings) -> None:
         old = self._entries
         self._entries = {}
-        for spec in settings.checks:
+        for spec in settings.all_checks:
             kept = old.get(spec.name)
             if kept is not None and kept.spec == spec:
                 self._entries[spec.name] = kept  # unchanged spec: keep its state and history

@@ -140,7 +140,7 @@ class Daemon:
                 configure(new.logging)
             log.info(
                 "reload: applied %s (%d checks; added %s, removed %s, changed %s)",
-                path, len(new.checks), added or "none", removed or "none", changed or "none",
+                path, len(new.all_checks), added or "none", removed or "none", changed or "none",
             )  # fmt: skip
             self._notify_reload(True)
             return ReloadResult(True, [], added, removed, changed, notes)
@@ -257,7 +257,9 @@ class Daemon:
         }
         for sig, callback in handlers.items():
             loop.add_signal_handler(sig, callback)
-        log.info("healthd listening on %s with %d checks", server.listen, len(self.settings.checks))
+        log.info(
+            "healthd listening on %s with %d checks", server.listen, len(self.settings.all_checks)
+        )
         self._started = time.monotonic()
         try:
             await self._stop.wait()

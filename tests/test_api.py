@@ -127,8 +127,9 @@ async def test_single_check_path(aiohttp_client: MakeClient) -> None:
 
 async def test_health_json_ietf_shape(aiohttp_client: MakeClient) -> None:
     """Accept: application/health+json gives the IETF draft shape with pass/warn/fail."""
-    s = settings(on_demand("db"), server={"show_details": "always"})
-    engine = engine_with(fakes(db=Outcome.WARN), s)
+    loop = {"name": "loop", "kind": "loop", "mode": "on_demand"}
+    s = settings([*on_demand("db"), loop], server={"show_details": "always"})
+    engine = engine_with(fakes(db=Outcome.WARN, loop=Outcome.PASS), s)
     client = await client_for(aiohttp_client, engine)
     resp = await client.get("/health", headers={"Accept": "application/health+json"})
     assert resp.content_type == "application/health+json"
