@@ -14,6 +14,7 @@ from aiohttp import web
 from tests.procs import Healthd
 
 pytestmark = pytest.mark.slow
+TOKEN = "ch41n-t0ken"
 
 
 def remote(name: str, port: int) -> str:
@@ -62,7 +63,8 @@ checks:
 
 
 async def test_coalescing_reaches_target_once(tmp_path: Path) -> None:
-    """1,000 concurrent /readyz?fresh=1 on one on_demand http check reach the target once."""
+    """1,000 concurrent /readyz?fresh=1 on one on_demand http check reach the target once,
+    and every one of them gets the 200 of that one run."""
     hits = 0
     release = asyncio.Event()
 
@@ -80,14 +82,14 @@ async def test_coalescing_reaches_target_once(tmp_path: Path) -> None:
     await site.start()
     target_port = runner.addresses[0][1]
     config = f"""
-server: {{listen: "127.0.0.1:{{port}}"}}
+server: {{listen: "127.0.0.1:{{port}}", admin_listen: "127.0.0.1:{{admin_port}}", token: {TOKEN}}}
 checks:
   - name: api
     kind: http
     url: "http://127.0.0.1:{target_port}/"
     mode: on_demand
-    timeout: 5s
-    interval: 30s
+    timeout: 25s
+    interval: 60s
 """
     try:
         async with Healthd(tmp_path, config) as healthd:
@@ -95,18 +97,30 @@ checks:
             async with aiohttp.ClientSession(connector=connector) as http:
 
                 async def probe() -> int:
-                    url = healthd.url("/readyz?fresh=1&timeout=5s")
-                    async with http.get(url) as resp:
+                    async with http.get(healthd.url("/readyz?fresh=1&timeout=20s")) as resp:
                         await resp.read()
                         return resp.status
 
                 probes = [asyncio.create_task(probe()) for _ in range(1000)]
-                while hits == 0:  # the first probe has reached the target: let it answer
-                    await asyncio.sleep(0.01)
-                await asyncio.sleep(2.0)  # let the other probes arrive while it is in flight
+                # Release the one run only once all 1,000 requests wait on it: none comes late.
+                waiting = await requests_waiting(http, healthd, 1000)
+                assert (hits, waiting) == (1, 1000)
                 release.set()
                 codes = await asyncio.wait_for(asyncio.gather(*probes), 30)
         assert hits == 1
-        assert codes.count(200) >= 990, json.dumps({c: codes.count(c) for c in set(codes)})
+        assert codes == [200] * 1000, json.dumps({c: codes.count(c) for c in set(codes)})
     finally:
         await runner.cleanup()
+
+
+async def requests_waiting(http: aiohttp.ClientSession, healthd: Healthd, want: int) -> int:
+    """The number of /readyz requests in flight (admin state), once it reaches `want` (≤ 15 s)."""
+    end = time.monotonic() + 15.0
+    while True:
+        url = healthd.admin_url("/admin/state")
+        async with http.get(url, headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+            state = await resp.json()
+        found = [r for r in state["requests_in_flight"] if r["request"].startswith("GET /readyz")]
+        if len(found) >= want or time.monotonic() > end:
+            return len(found)
+        await asyncio.sleep(0.05)
