@@ -1,142 +1,339 @@
-"""Rolling restart under probe load: requests dropped, and time from SIGTERM to readiness 503.
+"""The seed's exit test: N keep-alive connections hammer /readyz and /livez, SIGTERM mid-run.
 
-For N concurrent clients: start healthd A and B, load A's /readyz from N clients, SIGTERM A.
-Each client acts as its own load balancer: on A's first 503 it moves to B (what an endpoint
-controller does when readiness fails). A request that raises or returns a cut body is dropped
-(goal: 0). Prints a table and writes bench/results/shutdown.md. About 5 s per row.
+One real `healthd run` (a loop check, a tcp check, an on-demand exec check that sleeps)
+and N client connections: raw asyncio streams, each one a task with its own keep-alive
+connection, sending requests in a loop and reading every answer. Then SIGTERM. Judged
+against the close time the daemon logs (`listeners closed at <UTC ISO>`; the line's
+arrival time if it does not log one):
+- a request written before close - 2 ms that gets no answer is a drop (must be 0);
+- connects refused after the close are expected, and counted apart;
+- SIGTERM -> first 503 on /readyz (to a request sent after SIGTERM), exit code, SIGTERM -> exit;
+- fds and tasks in grace: one `/health?fresh=1` request (its exec check sleeps 1.5 s) is
+  sent before the close and keeps the daemon in grace; SIGUSR1 goes out 200 ms after the
+  close line (tasks from the `diagnostics:` line) and /proc/<pid>/fd is read at that moment.
+A `p` run also SIGSTOPs the daemon at SIGTERM + drain_delay - 50 ms and SIGCONTs it 100 ms
+later. A process of its own sends the signals on time and times the exit (pidfd).
+New connections pass a gate of GATE (held until the connection's first answer), so at most
+GATE of ours wait in the daemon's accept queue at once: the client cannot overflow a listen
+backlog above GATE during the reconnect storm after SIGTERM. About 10 s a run.
 
-    .venv/bin/python bench/shutdown.py [N ...]
+    .venv/bin/python bench/shutdown.py [N[p] ...] [--tree DIR]   # default: 1000 1000p 100 100p
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import datetime as dt
 import json
 import os
-import platform
+import re
+import resource
 import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import aiohttp
+from _common import (
+    LoggedProcess,
+    fd_census,
+    free_port,
+    http_get,
+    listen_backlog,
+    listen_counters,
+    raise_nofile,
+    read_answer,
+    signaller,
+    write_table,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.procs import Healthd  # noqa: E402
-
-DRAIN, GRACE, LOAD = 1.0, 2.0, 1.0
+DRAIN, GRACE, LOAD, SLEEP, PAUSE = 2.0, 3.0, 1.5, 1.5, 0.1
+GATE, READ_TIMEOUT, CONNECT_TIMEOUT, MARGIN, NOFILE = 100, 10.0, 5.0, 0.002, 20000
 CONFIG = f"""
-server: {{listen: "127.0.0.1:{{port}}", admin_listen: "127.0.0.1:{{admin_port}}"}}
+server: {{listen: "127.0.0.1:{{port}}"}}
 shutdown: {{drain_delay: {DRAIN}s, grace: {GRACE}s}}
+groups: {{readiness: {{exclude: [slow]}}}}
 checks:
-  - {{name: loop, kind: loop, interval: 200ms, timeout: 100ms}}
+  - {{name: loop, kind: loop, interval: 2s, timeout: 1500ms}}
+  - {{name: sink, kind: tcp, address: "127.0.0.1:{{sink}}", interval: 1s, timeout: 500ms}}
+  - {{name: slow, kind: exec, command: [/bin/sleep, "{SLEEP}"], mode: on_demand,
+      critical: false, interval: 10s, timeout: 2500ms}}
 """
+CLOSED = re.compile(r"listeners closed(?: at (\S+?))?;")
+Request = tuple[float, float, str, bytes, float]  # sent, answered/failed, outcome, path, opened
 
 
 @dataclass(slots=True)
 class Tally:
-    requests: int = 0
-    on_a: int = 0
-    dropped: list[str] = field(default_factory=list)
-    first_503: float | None = None
-    switched: list[float] = field(default_factory=list)
+    """Every request (its outcome a status, or the error) and every failed connect."""
+
+    requests: list[Request] = field(default_factory=list)
+    connects: list[tuple[float, str]] = field(default_factory=list)  # begun, kind
 
 
-async def client(a: str, b: str, stop: asyncio.Event, tally: Tally) -> None:
-    """Probe A until it answers 503, then B; count every request that gets no full answer."""
-    target = a
-    async with aiohttp.ClientSession() as session:
+async def client(port: int, gate: asyncio.Semaphore, stop: asyncio.Event, tally: Tally) -> None:
+    """One connection at a time, one request at a time, every answer read; reconnects when
+    the daemon closes. `sent` is stamped after the write (the bytes are in the kernel by then):
+    a late stamp can only excuse the daemon, never accuse it."""
+    paths, n, pending, opened, path = (b"/readyz", b"/livez"), 0, 0.0, 0.0, b""
+    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    try:
         while not stop.is_set():
+            held = conn is None
+            if conn is None:
+                await gate.acquire()
+                begun = time.time()
+                try:  # asyncio.timeout, not wait_for: the SYN goes out in this very step
+                    async with asyncio.timeout(CONNECT_TIMEOUT):
+                        conn = await asyncio.open_connection("127.0.0.1", port)
+                except (OSError, TimeoutError) as exc:
+                    gate.release()
+                    kind = "refused" if isinstance(exc, ConnectionRefusedError) else "connect"
+                    tally.connects.append((begun, f"{kind} {type(exc).__name__}"))
+                    await asyncio.sleep(0.1)
+                    continue
+                opened = time.time()
+            reader, writer = conn
+            path, n = paths[n % 2], n + 1
+            writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            sent = pending = time.time()
             try:
-                async with session.get(target + "/readyz") as resp:
-                    json.loads(await resp.read())
-                    tally.requests += 1
-                    if target == a:
-                        tally.on_a += 1
-                        if resp.status == 503:
-                            now = time.monotonic()
-                            tally.first_503 = min(tally.first_503 or now, now)
-                            tally.switched.append(now)
-                            target = b
-            except (aiohttp.ClientError, ValueError, OSError) as exc:
-                tally.requests += 1
-                tally.dropped.append(type(exc).__name__)
-                await asyncio.sleep(0.01)
+                async with asyncio.timeout(READ_TIMEOUT):
+                    status, close = await read_answer(reader)
+                outcome = str(status)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+                close, outcome = True, "eof" if isinstance(exc, EOFError) else type(exc).__name__
+            finally:
+                pending = 0.0
+                if held:
+                    gate.release()
+            tally.requests.append((sent, time.time(), outcome, path, opened))
+            if close:
+                writer.close()
+                conn = None
+    except asyncio.CancelledError:
+        if pending:
+            tally.requests.append((pending, time.time(), "pending at stop", path, opened))
+        raise
+    finally:
+        if conn is not None:
+            conn[1].close()
 
 
-async def wait_ready(h: Healthd) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(250):
-            async with session.get(h.url("/readyz")) as resp:
-                if resp.status == 200:
-                    return
-            await asyncio.sleep(0.02)
-    raise RuntimeError("healthd never became ready")
+class Daemon(LoggedProcess):
+    """`healthd run` on a free port, with the fd limit raised, from this tree or `tree`."""
+
+    def __init__(self, directory: Path, sink: int, tree: Path | None) -> None:
+        super().__init__()
+        self.port, self.tree = free_port(), tree
+        self.config = directory / "healthd.yaml"
+        self.config.write_text(
+            CONFIG.replace("{port}", str(self.port)).replace("{sink}", str(sink))
+        )
+
+    async def run(self) -> int:
+        def nofile() -> None:  # in the child, before exec
+            resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+
+        env = {**os.environ, "PYTHONPATH": str(self.tree)} if self.tree else None
+        argv = [sys.executable, "-m", "healthd", "run", "-c", str(self.config)]
+        proc = await self.start(argv, preexec_fn=nofile, cwd=self.tree, env=env)
+        await self.line("listening on", 15)
+        return proc.pid
+
+    async def snapshot(self) -> tuple[int, int, int]:
+        """fds (read as SIGUSR1 goes out), tasks and requests in flight (`diagnostics:`)."""
+        assert self.proc is not None
+        mark = len(self.lines)
+        self.proc.send_signal(signal.SIGUSR1)
+        fds = fd_census(self.proc.pid)["total"]
+        _, line = await self.line("diagnostics: ", 5, after=mark)
+        dump = json.loads(line.split("diagnostics: ", 1)[1])
+        return fds, int(dump["tasks"]), len(dump["requests_in_flight"])
 
 
-async def rolling_restart(n: int, directory: Path) -> dict[str, float | int | str]:
-    a, b = Healthd(directory, CONFIG, name=f"a{n}"), Healthd(directory, CONFIG, name=f"b{n}")
-    async with a, b:
-        await asyncio.gather(wait_ready(a), wait_ready(b))
-        stop, tally = asyncio.Event(), Tally()
-        tasks = [asyncio.create_task(client(a.url(""), b.url(""), stop, tally)) for _ in range(n)]
+async def run(n: int, paused: bool, directory: Path, tree: Path | None) -> dict[str, str]:
+    sink = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    daemon = Daemon(directory, sink.sockets[0].getsockname()[1], tree)
+    stop, tally, gate = asyncio.Event(), Tally(), asyncio.Semaphore(GATE)
+    tasks: list[asyncio.Task[None]] = []
+    seen: dict[str, Any] = {"paused": paused}
+    try:
+        pid = await daemon.run()
+        for _ in range(100):
+            if (await http_get(daemon.port, "/readyz"))[2] == 200:
+                break
+            await asyncio.sleep(0.05)
+        seen["backlog"] = listen_backlog(daemon.port)
+        seen["idle"] = await daemon.snapshot()
+        tasks = [asyncio.create_task(client(daemon.port, gate, stop, tally)) for _ in range(n)]
+        for _ in range(400):  # every connection open and answered, within 20 s
+            if len(tally.requests) >= 2 * n:
+                break
+            await asyncio.sleep(0.05)
+        counters, loaded, mark = listen_counters(), time.time(), len(tally.requests)
         await asyncio.sleep(LOAD)
-        before = tally.requests
-        t_sig = time.monotonic()
-        a.signal(signal.SIGTERM)
-        code = await a.wait(DRAIN + GRACE + 5)
-        t_exit = time.monotonic()
+        seen["rate"] = (len(tally.requests) - mark) / (time.time() - loaded)
+        signals = await signaller(pid, time.time() + 0.3, PAUSE)
+        assert signals.stdin is not None
+        seen["draining"] = logged_at((await daemon.line(": draining", 10))[1])
+        drain_end = seen["draining"] + DRAIN  # when the daemon's drain_delay runs out
+        signals.stdin.write(f"{drain_end - PAUSE / 2!r}\n".encode() if paused else b"\n")
+        await asyncio.sleep(drain_end - 0.5 - time.time())
+        slow = asyncio.create_task(http_get(daemon.port, "/health?fresh=1&timeout=5s"))
+        seen["close"] = await daemon.line("listeners closed", DRAIN + 10)
+        await asyncio.sleep(0.2)
+        try:  # the daemon is gone already if nothing held grace open
+            seen["grace"] = await daemon.snapshot()
+        except (OSError, RuntimeError):
+            seen["grace"] = (-1, -1, -1)
+        assert daemon.proc is not None
+        seen["code"] = await asyncio.wait_for(daemon.proc.wait(), GRACE + 10)
+        out, _ = await asyncio.wait_for(signals.communicate(), 10)
+        seen["signals"] = {k: float(v) for k, v in (x.split() for x in out.decode().splitlines())}
         await asyncio.sleep(0.2)
         stop.set()
-        await asyncio.gather(*tasks)
-    first = tally.first_503
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        seen["slow"] = await slow
+        seen["overflows"] = listen_counters()["ListenOverflows"] - counters["ListenOverflows"]
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await daemon.kill()
+        sink.close()
+    seen["log"] = [x[:200] for _, x in daemon.lines if "diagnostics:" not in x]
+    return judge(n, tally, seen)
+
+
+def logged_at(line: str) -> float:
+    """The wall time of a text-format log line (`2026-12-02 03:39:10,006 INFO ...`, local)."""
+    stamp, _, millis = line[:23].partition(",")
+    return time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000
+
+
+def judge(n: int, tally: Tally, seen: dict[str, Any]) -> dict[str, str]:
+    """The row of the table (and a detail line on stdout) from what one run saw."""
+    arrived, line = seen["close"]
+    found = CLOSED.search(line)
+    logged = found is not None and found.group(1) is not None
+    close = dt.datetime.fromisoformat(found.group(1)).timestamp() if found and logged else arrived
+    sig = seen["signals"]
+    cutoff, term, end = close - MARGIN, sig["TERM"], sig.get("EXIT")
+    answered = [r for r in tally.requests if r[2].isdigit()]
+    failed = [r for r in tally.requests if not r[2].isdigit()]
+    dropped = [r for r in failed if r[0] < cutoff]
+
+    def ms(t: float) -> float:
+        return round((t - close) * 1000, 1)
+
+    after = Counter(f"{kind} after the close" for sent, _, kind, _, _ in failed if sent >= cutoff)
+    refused = Counter(kind for begun, kind in tally.connects if begun >= cutoff)
+    early = Counter(
+        f"{kind} begun before close" for begun, kind in tally.connects if begun < cutoff
+    )
+    slow_status = seen["slow"][2]
+    other = after + early + Counter({"in-grace /health": 1} if slow_status is None else {})
+    firsts = [got for sent, got, kind, path, _ in answered
+              if sent >= term and path == b"/readyz" and kind == "503"]  # fmt: skip
+    (idle_fds, idle_tasks, _), (fds, tasks, inflight) = seen["idle"], seen["grace"]
+    detail = {
+        "run": f"{n}{'p' if seen['paused'] else ''}", "close line": line.split(" ", 3)[-1],
+        "close line arrived ms": ms(arrived),
+        "unanswered (kind, sent, failed, opened; ms from close)":
+            [(k, ms(s), ms(g), ms(o)) for s, g, k, _, o in dropped][:30],
+        "failed after close (same)":
+            [(k, ms(s), ms(g), ms(o)) for s, g, k, _, o in failed if s >= cutoff][:30],
+        "refused": refused, "other": other, "in-grace /health (status, answered ms)":
+            (slow_status, ms(seen["slow"][1])), "in flight at the grace snapshot": inflight,
+        "signals ms from close": {k: ms(v) for k, v in seen["signals"].items()},
+        "log": seen["log"][:40],
+    }  # fmt: skip
+    print(json.dumps(detail), flush=True)
     return {
-        "clients": n,
-        "req/s before": round(before / LOAD),
-        "requests": tally.requests,
-        "dropped": len(tally.dropped),
-        "SIGTERM→503 ms": round((first - t_sig) * 1000, 1) if first else "never",
-        "all moved ms": round((max(tally.switched) - t_sig) * 1000, 1)
-        if len(tally.switched) == n
-        else f"{len(tally.switched)}/{n}",
-        "exit": code,
-        "exit after s": round(t_exit - t_sig, 2),
+        "conns": str(n),
+        "pause vs drain end ms": "/".join(
+            f"{(sig[k] - seen['draining'] - DRAIN) * 1000:+.0f}" for k in ("STOP", "CONT")
+        )
+        if "STOP" in sig
+        else "-",
+        "req/s": f"{seen['rate']:.0f}",
+        "sent open": str(sum(1 for r in tally.requests if r[0] < cutoff)),
+        "unanswered": str(len(dropped)),
+        "answered after close": str(
+            sum(1 for sent, got, *_ in answered if sent < cutoff and got > close)
+        ),
+        "refused after": str(sum(refused.values())),
+        "other errors": ", ".join(f"{k} {v}" for k, v in other.items()) or "0",
+        "/readyz non-200 before TERM": str(
+            sum(1 for _, g, k, p, _ in answered if g < term and p == b"/readyz" and k != "200")
+        ),
+        "/livez non-200": str(
+            sum(1 for _, _, k, p, _ in answered if p == b"/livez" and k != "200")
+        ),
+        "TERM→draining ms": f"{(seen['draining'] - term) * 1000:.0f}",
+        "TERM→503 ms": f"{(min(firsts) - term) * 1000:.1f}" if firsts else "never",
+        "exit": str(seen["code"]),
+        "TERM→exit s": f"{end - term:.2f}" if end else "?",
+        "fds idle→grace": f"{idle_fds}→{fds}",
+        "tasks idle→grace": f"{idle_tasks}→{tasks}",
+        "backlog": str(seen["backlog"]),
+        "overflows": str(seen["overflows"]),
+        "close time": "logged" if logged else "line arrival",
     }
 
 
-def table(rows: list[dict[str, float | int | str]]) -> str:
-    heads = list(rows[0])
-    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-    lines += ["| " + " | ".join(str(r[h]) for h in heads) + " |" for r in rows]
-    return "\n".join(lines)
+NOTES = f"""\
+One `healthd run` (loop, tcp and an on-demand exec check) on loopback; drain_delay {DRAIN}s,
+grace {GRACE}s; {LOAD}s of load before SIGTERM; clients, daemon and the signalling process
+share the machine. Each connection is a task with its own keep-alive connection (raw asyncio
+streams) alternating `/readyz` and `/livez`; at most {GATE} new connections wait for their
+first answer at once. `sent open`: requests written before the logged close time - 2 ms
+(stamped after the write); `unanswered`: of those, how many got no answer (must be 0);
+`answered after close`: of those, answered after the close (grace at work); `refused after`:
+connects refused after the close (expected); `other errors`: requests written after the close
+that got no answer, connects begun before the close that failed, a failed in-grace `/health`.
+`pause vs drain end`: SIGSTOP and SIGCONT ({PAUSE * 1000:.0f} ms apart) relative to the moment
+the daemon's drain_delay ran out (its logged `draining` time + drain_delay), so the close falls
+in the pause. `TERM→draining`: the daemon's `draining` log line (ms) after the signal went out;
+`TERM→503`: the first 503 on /readyz to a request sent after SIGTERM, as the client read it.
+`TERM→exit` (pidfd) includes the ~1 s one `/health?fresh=1` request (an exec check sleeping
+{SLEEP}s, sent 0.5 s before the close) holds grace open, so that fds (/proc/<pid>/fd) and
+tasks (SIGUSR1 `diagnostics:`) can be read in grace, 200 ms after the close; `idle` is before
+the load. `backlog`: the probe listener's accept-queue limit (`ss`); `overflows`: TcpExt
+ListenOverflows during the run for the whole network namespace (other processes included: an
+upper bound for the daemon's SYN drops)."""
 
 
-async def main(counts: list[int]) -> None:
+async def main(runs: list[tuple[int, bool]], tree: Path | None) -> int:
+    raise_nofile(NOFILE)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in counts:
-            rows.append(await rolling_restart(n, Path(tmp)))
-            print(rows[-1], flush=True)
-    out = table(rows)
-    print(out)
-    import aiohttp as _aiohttp
-
-    header = (
-        "# Rolling restart under probe load (bench/shutdown.py)\n\n"
-        f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"aiohttp {_aiohttp.__version__}; drain_delay {DRAIN}s, grace {GRACE}s, {LOAD}s of load "
-        "before SIGTERM; clients and both healthd processes share the machine.\n"
-        "`dropped`: requests with no full answer (goal 0). `SIGTERM→503`: first 503 any client "
-        "saw. `all moved`: the last client's move to B. `exit after`: SIGTERM to A's exit.\n\n"
-    )
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "shutdown.md").write_text(header + out + "\n")
+        for n, paused in runs:
+            rows.append(await run(n, paused, Path(tmp), tree))
+    header = list(rows[0])
+    title = "Exit under load (bench/shutdown.py)" + (f", healthd from {tree}" if tree else "")
+    table = [[r[h] for h in header] for r in rows]
+    write_table("shutdown", title, header, table, NOTES, write=tree is None)
+    return 1 if any(r["unanswered"] != "0" for r in rows) else 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main([int(x) for x in sys.argv[1:]] or [4, 16, 64]))
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument(
+        "runs", nargs="*", default=["1000", "1000p", "100", "100p"],
+        help="connections per run; a trailing p pauses the daemon around the close",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tree", type=Path, help="run healthd from this source tree (e.g. a `git archive` "
+        "of an older commit) to compare; the table is printed, not written",
+    )  # fmt: skip
+    args = parser.parse_args()
+    runs = [(int(a.rstrip("p")), a.endswith("p")) for a in args.runs]
+    sys.exit(asyncio.run(main(runs, args.tree.resolve() if args.tree else None)))
