@@ -90,13 +90,10 @@ def test_default_config_and_example_are_valid(monkeypatch: pytest.MonkeyPatch) -
     """The packaged default config and every shipped example load (with their secrets set)."""
     for name in ("PG_PASSWORD", "AMQP_PASSWORD"):
         monkeypatch.setenv(name, "from-a-secret")
-    load_settings(DEFAULT_CONFIG)
-    for path in [
-        ROOT / "config" / "healthd.yaml",
-        *sorted((ROOT / "config" / "examples").glob("*.yaml")),
-    ]:
-        if path.exists():
-            load_settings(path)
+    examples = sorted((ROOT / "config" / "examples").glob("*.yaml"))
+    assert examples, "config/examples/ holds no example"
+    for path in [DEFAULT_CONFIG, ROOT / "config" / "healthd.yaml", *examples]:
+        assert load_settings(path).checks, f"{path}: no checks"
 
 
 def test_every_kind_appears_in_the_example_config() -> None:
