@@ -1,0 +1,351 @@
+"""The soak rig shared by tests/test_soak.py (short) and bench/soak.py (10,000 runs a kind).
+
+A real `healthd run` holds six checks of every kind, a third of them bad (one refused,
+one timing out where the kind can: a refused port, a silent listener, pg_sleep, SLEEP(),
+`sleep 5`, a full accept queue); each round is one `GET /health?fresh=1`, so each round
+runs every check once. The daemon is watched from outside, which no rebuild of its core
+can change: /proc/<pid>/fd and VmRSS, and the task count its SIGUSR1 dump logs.
+The servers' own connection counts are read by an identity only our checks use: the
+PostgreSQL application_name, the Redis client name, a throwaway MariaDB and RabbitMQ
+user, and a private NATS server's /connz.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiomysql
+import asyncpg
+import grpc
+from grpc_health.v1 import health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from redis.asyncio import Redis
+
+from tests.conftest import free_port, need
+from tests.procs import Healthd
+from tests.servers import nats_server, silent_listener
+
+PER_KIND = 6  # checks of each kind: 4 good, 1 refused, 1 timing out (or failing)
+BAD_TIMEOUT = "100ms"
+TOKEN = "soak"  # a test daemon's admin token
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """The daemon's resources at one moment."""
+
+    round: int
+    fds: int
+    tasks: int
+    rss_mb: float
+
+
+@dataclass(slots=True)
+class Soak:
+    outcomes: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    by_check: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    usage: list[Usage] = field(default_factory=list)
+    connections: dict[str, tuple[int, int]] = field(default_factory=dict)  # (baseline, end)
+    inflight_at_end: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    rounds: int = 0
+
+
+@contextlib.contextmanager
+def blackhole() -> Iterator[int]:
+    """A port whose accept queue is full: a connect to it hangs (SYNs dropped)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()
+
+
+@contextlib.contextmanager
+def mute_udp() -> Iterator[int]:
+    """A UDP port that reads and never answers (a DNS server that times out)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def grpc_health() -> AsyncIterator[int]:
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health_aio.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield port
+    finally:
+        await server.stop(None)
+
+
+def rabbitmqctl(*args: str) -> str:
+    binary = need("rabbitmqctl", "to count RabbitMQ's connections")
+    done = subprocess.run([binary, "-q", *args], capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+@contextlib.contextmanager
+def rabbit_user(name: str, password: str) -> Iterator[None]:
+    rabbitmqctl("add_user", name, password)
+    try:
+        rabbitmqctl("set_permissions", "-p", "/", name, ".*", ".*", ".*")
+        yield
+    finally:
+        rabbitmqctl("delete_user", name)
+
+
+@contextlib.asynccontextmanager
+async def mysql_user(name: str, password: str) -> AsyncIterator[None]:
+    conn = await aiomysql.connect(host="127.0.0.1", port=3306, user="root", db="test")
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (name, password))
+        yield
+    finally:
+        async with conn.cursor() as cur:
+            await cur.execute("DROP USER IF EXISTS %s@'%%'", (name,))
+        conn.close()
+
+
+def checks(
+    kind: str, good: dict[str, Any], refused: dict[str, Any], hung: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Six checks of `kind`: four `good`, one `refused`, one `hung` (bad ones time out fast)."""
+    bad = {"timeout": BAD_TIMEOUT}
+    shapes = [good] * (PER_KIND - 2) + [{**refused, **bad}, {**hung, **bad}]
+    if kind == "disk":  # one path each (see `config`)
+        paths = ["/", "/tmp", "/usr", "/root"]
+        shapes = [{**s, "path": p} for s, p in zip(shapes[:4], paths, strict=True)] + shapes[4:]
+    return [{"name": f"{kind}-{i}", "kind": kind, **s} for i, s in enumerate(shapes)]
+
+
+def is_bad(name: str) -> bool:
+    """The checks made to fail: the last two of each kind (a loop check cannot be)."""
+    kind, index = name.rsplit("-", 1)
+    return kind != "loop" and int(index) >= PER_KIND - 2
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    me: str  # tag in names: application_name, client_name, throwaway users
+    password: str
+    refused: int
+    silent: int
+    blackhole: int
+    udp: int
+    grpc: int
+    nats: int
+    nats_monitor: int
+
+
+def config(t: Targets, grpc_hung: bool = False) -> str:
+    """The daemon's config. `grpc_hung` adds a gRPC check against the silent listener: grpcio
+    keeps such a channel's socket ~20 s after `close()` (its minimum connect timeout), so
+    until the grpc check bounds that, fds climb with the run rate (bench/soak.py --grpc-hung).
+    """
+    no = f"127.0.0.1:{t.refused}"
+    mute = f"127.0.0.1:{t.silent}"
+    pg = f"postgresql://postgres@{{}}/test?application_name={t.me}"
+    redis = f"redis://{{}}/0?client_name={t.me}"
+    my = f"mysql://{t.me}:{t.password}@{{}}/"
+    amqp = f"amqp://{t.me}:{t.password}@{{}}/"
+    # Distinct paths: concurrent runs on one path report "statvfs still hanging" (disk.py).
+    full = {"warn_free_percent": 99.9, "fail_free_percent": 99.8}  # a failing disk
+    every = [
+        *checks("tcp", {"address": mute}, {"address": no},
+                {"address": f"127.0.0.1:{t.blackhole}"}),
+        *checks("http", {"url": "http://127.0.0.1:{port}/livez"}, {"url": f"http://{no}/"},
+                {"url": f"http://{mute}/"}),
+        *checks("remote", {"url": "http://127.0.0.1:{port}/livez"}, {"url": f"http://{no}/"},
+                {"url": f"http://{mute}/"}),
+        *checks("dns", {"host": "localhost"}, {"host": "localhost", "resolver": no},
+                {"host": "example.com", "resolver": f"127.0.0.1:{t.udp}"}),
+        *checks("postgres", {"dsn": pg.format("127.0.0.1:5432")}, {"dsn": pg.format(no)},
+                {"dsn": pg.format("127.0.0.1:5432"), "query": "SELECT pg_sleep(5)"}),
+        *checks("mysql", {"dsn": my.format("127.0.0.1:3306")}, {"dsn": my.format(no)},
+                {"dsn": my.format("127.0.0.1:3306"), "query": "SELECT SLEEP(5)"}),
+        *checks("redis", {"url": redis.format("127.0.0.1:6379")}, {"url": redis.format(no)},
+                {"url": redis.format(mute)}),
+        *checks("amqp", {"url": amqp.format("127.0.0.1:5672")}, {"url": amqp.format(no)},
+                {"url": amqp.format(mute)}),
+        *checks("mqtt", {"url": "mqtt://127.0.0.1:1883"}, {"url": f"mqtt://{no}"},
+                {"url": f"mqtt://{mute}"}),
+        *checks("nats", {"url": f"nats://127.0.0.1:{t.nats}"}, {"url": f"nats://{no}"},
+                {"url": f"nats://{mute}"}),
+        *checks("grpc", {"target": f"127.0.0.1:{t.grpc}"}, {"target": no},
+                {"target": mute if grpc_hung else no}),
+        *checks("exec", {"command": ["true"]}, {"command": ["sh", "-c", "exit 2"]},
+                {"command": ["sleep", "5"]}),
+        *checks("disk", {"path": "/", "warn_free_percent": 1, "fail_free_percent": 0},
+                {**full, "path": "/var"}, {**full, "path": "/etc"}),
+        *checks("heartbeat", {"ttl": "1h"}, {"ttl": "1h"}, {"ttl": "1h"}),
+        *checks("loop", {}, {}, {}),
+    ]  # fmt: skip
+    server = {"listen": "127.0.0.1:{port}", "admin_listen": "127.0.0.1:{admin_port}",
+              "token": TOKEN, "show_details": "always"}  # fmt: skip
+    top = {"server": server, "deadline": {"default": "10s", "max": "30s"},
+           "defaults": {"interval": "1h", "timeout": "3s"}, "checks": every}  # fmt: skip
+    return json.dumps(top, indent=1)
+
+
+async def usage(daemon: Healthd, round_: int) -> Usage:
+    """fds and RSS from /proc, the task count from the SIGUSR1 diagnostics line."""
+    assert daemon.proc is not None
+    pid, seen = daemon.proc.pid, len(daemon.lines)
+    daemon.signal(signal.SIGUSR1)
+    async with asyncio.timeout(10):
+        while not any("diagnostics: " in line for line in daemon.lines[seen:]):
+            await asyncio.sleep(0.01)
+    line = next(line for line in daemon.lines[seen:] if "diagnostics: " in line)
+    found = re.search(r'\\?"tasks\\?":\s*(\d+)', line)  # text or JSON log format
+    assert found is not None, line
+    tasks = int(found.group(1))
+    rss = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if "VmRSS" in x)
+    return Usage(round_, len(os.listdir(f"/proc/{pid}/fd")), tasks, int(rss.split()[1]) / 1024)
+
+
+def counters(t: Targets) -> dict[str, Callable[[], Awaitable[int]]]:
+    """Each server's count of connections from our checks (by our identity)."""
+
+    async def postgres() -> int:
+        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
+        try:
+            sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = 'test'"
+            sql += " AND application_name = $1"
+            return int(await conn.fetchval(sql, t.me))
+        finally:
+            await conn.close()
+
+    async def mariadb() -> int:
+        conn = await aiomysql.connect(host="127.0.0.1", port=3306, user="root", db="test")
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute(
+                    "SELECT COUNT(*) FROM information_schema.processlist WHERE user = %s", (t.me,)
+                )
+                row = await cur.fetchone()
+            return int(row[0])
+        finally:
+            conn.close()
+
+    async def redis() -> int:
+        client = Redis(host="127.0.0.1", port=6379)
+        try:
+            return sum(1 for c in await client.client_list() if c.get("name") == t.me)
+        finally:
+            await client.aclose()
+
+    async def rabbitmq() -> int:
+        out = await asyncio.to_thread(rabbitmqctl, "list_connections", "user")
+        return sum(1 for line in out.splitlines() if line.strip() == t.me)
+
+    async def nats() -> int:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{t.nats_monitor}/connz"
+            async with session.get(url) as response:
+                return int((await response.json())["num_connections"])
+
+    return {"postgres": postgres, "mariadb": mariadb, "redis": redis, "rabbitmq": rabbitmq,
+            "nats": nats}  # fmt: skip
+
+
+async def settled(count: Callable[[], Awaitable[int]], target: int, tries: int) -> int:
+    """The count once it is back to `target` (a run in flight may hold one for a moment)."""
+    seen = -1
+    for _ in range(tries):
+        seen = await count()
+        if seen <= target:
+            return seen
+        await asyncio.sleep(0.2)
+    return seen
+
+
+async def soak(
+    directory: Path,
+    rounds: int,
+    samples: int = 4,
+    log: Callable[[str], None] = print,
+    grpc_hung: bool = False,
+) -> Soak:
+    """`rounds` fresh evaluations (PER_KIND runs of every kind each); usage at `samples`
+    evenly spaced points after a warm-up round."""
+    me, password = f"healthd_soak_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    monitor = free_port()
+    report = Soak(rounds=rounds)
+    with blackhole() as hole, mute_udp() as udp, rabbit_user(me, password):
+        async with (
+            mysql_user(me, password),
+            silent_listener() as silent,
+            grpc_health() as grpc_port,
+            nats_server("-m", str(monitor), login=False) as (_, nats_port),
+        ):
+            t = Targets(me, password, free_port(), silent, hole, udp, grpc_port, nats_port, monitor)
+            count = counters(t)
+            baseline = {name: await c() for name, c in count.items()}
+            async with Healthd(directory, config(t, grpc_hung), "soak") as daemon:
+                report = await drive(daemon, rounds, samples, log)
+            for name, c in count.items():
+                tries = 3 if name == "rabbitmq" else 25
+                report.connections[name] = (baseline[name], await settled(c, baseline[name], tries))
+    return report
+
+
+async def drive(daemon: Healthd, rounds: int, samples: int, log: Callable[[str], None]) -> Soak:
+    report = Soak(rounds=rounds)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for i in range(PER_KIND - 2):  # the good heartbeats: one beat each, ttl 1h
+            url = daemon.admin_url(f"/heartbeat/heartbeat-{i}")
+            async with session.post(url, json={"status": "pass"}, headers=auth) as response:
+                assert response.status < 300, await response.text()
+        marks = {1 + (rounds - 1) * k // samples for k in range(samples + 1)}
+        started = time.monotonic()
+        for n in range(1, rounds + 1):
+            async with session.get(daemon.url("/health?fresh=1")) as response:
+                body = await response.json()
+            for name, check in body["checks"].items():
+                outcome = check.get("last_outcome", "none")
+                report.outcomes[check["kind"]][outcome] += 1
+                report.by_check[name][outcome] += 1
+            if n in marks:
+                report.usage.append(await usage(daemon, n))
+                log(f"round {n}/{rounds}: {report.usage[-1]}")
+        report.seconds = time.monotonic() - started
+        await asyncio.sleep(0.5)  # cancelled runs' clean-up (killpg grace, server cancels)
+        report.usage.append(await usage(daemon, rounds + 1))
+        async with session.get(daemon.admin_url("/admin/state"), headers=auth) as response:
+            report.inflight_at_end = (await response.json())["inflight_checks"]
+    return report
