@@ -37,7 +37,7 @@ from healthd.config import DEFAULT_CONFIG, Settings, load_settings
 from healthd.durations import human_duration
 from healthd.engine import Engine
 from healthd.errors import ConfigError
-from healthd.listeners import Listener, close_idle
+from healthd.listeners import BadRequests, Listener, close_idle
 from healthd.observers import Telemetry, setup
 
 log = logging.getLogger("healthd")
@@ -70,6 +70,13 @@ class Daemon:
             self.engine, self.telemetry.routes, self.telemetry.middlewares, self.inflight
         )
         self.admin_app = admin.make_admin_app(self.engine, self, [self.inflight.middleware])
+        # Malformed requests: counted, one short line per 10 s, no traceback (listeners.py).
+        self.bad_requests = BadRequests(logging.getLogger("healthd.http"))
+        if self.telemetry.metrics is not None:
+            self.telemetry.metrics.count(
+                "healthd_bad_requests", "requests refused as malformed (4xx before routing)",
+                lambda: self.bad_requests.count,
+            )  # fmt: skip
         self.exit_code = 0
         self.shutting_down = False
         self._stop = asyncio.Event()
@@ -218,7 +225,7 @@ class Daemon:
         if self._admin_runner is None:
             self._admin_runner = web.AppRunner(
                 self.admin_app, handle_signals=False, keepalive_timeout=ADMIN_KEEPALIVE,
-                shutdown_timeout=REAP_TIMEOUT, access_log=None,
+                shutdown_timeout=REAP_TIMEOUT, access_log=None, logger=self.bad_requests,
             )  # fmt: skip
             await self._admin_runner.setup()
         address = self.settings.server.admin_listen
@@ -236,6 +243,7 @@ class Daemon:
             keepalive_timeout=server.keepalive_timeout,
             shutdown_timeout=REAP_TIMEOUT,
             access_log=None,
+            logger=self.bad_requests,
         )
         await runner.setup()
         try:

@@ -25,14 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import socket
 import struct
 import termios
 import time
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
+from healthd.deadline import Clock
+from healthd.durations import human_duration
 from healthd.errors import ConfigError
 
 BACKLOG = 4096  # capped by net.core.somaxconn; a reconnect storm during the drain needs room
@@ -162,3 +167,54 @@ def _idle(conn: RequestHandler) -> bool:
     """Waiting for its next request, with none read."""
     waiter = getattr(conn, "_waiter", None)
     return waiter is not None and not waiter.done()
+
+
+class BadRequests:
+    """aiohttp's server logger, made quiet about malformed requests.
+
+    aiohttp logs every request it cannot parse (a 60 KB header, garbage on the port) with
+    a full traceback at ERROR: anyone who can reach the probe port could flood the log. A
+    malformed request (an `HttpProcessingError`: it was answered 4xx) is counted here and
+    logged as one short line at most once per `every` seconds, saying how many there were;
+    anything else (a handler's bug, a 500) goes through with its traceback.
+    """
+
+    def __init__(
+        self, logger: logging.Logger, every: float = 10.0, clock: Clock = time.monotonic
+    ) -> None:
+        self.logger, self.every, self.clock = logger, every, clock
+        self.count = 0  # malformed requests since start (healthd_bad_requests_total)
+        self._quiet = 0  # counted since the last line
+        self._next = 0.0
+
+    def _bad(self, args: tuple[object, ...], exc: HttpProcessingError) -> None:
+        self.count += 1
+        self._quiet += 1
+        now = self.clock()
+        if now < self._next:
+            return
+        self._next = now + self.every
+        remote = args[0] if args else "?"
+        why = "".join(c if c.isprintable() else "?" for c in exc.message.splitlines()[0])[:120]
+        more = f" ({self._quiet - 1} more in the last {human_duration(self.every)})"
+        self.logger.warning(
+            "bad request from %s: %s: %s%s", remote, type(exc).__name__, why,
+            more if self._quiet > 1 else "",
+        )  # fmt: skip
+        self._quiet = 0
+
+    def exception(self, msg: str, *args: object, exc_info: object = True, **kw: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            self._bad(args, exc_info)
+            return
+        self.logger.exception(msg, *args, exc_info=exc_info, **kw)  # type: ignore[arg-type]
+
+    def debug(self, msg: str, *args: object, **kw: Any) -> None:
+        exc = kw.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            self._bad(args, exc)
+            return
+        self.logger.debug(msg, *args, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.logger, name)  # warning, error, isEnabledFor, ...

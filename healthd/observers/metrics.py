@@ -13,7 +13,7 @@ probe request, so probe counts and histograms are plain integers kept by `ProbeS
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
@@ -186,6 +186,16 @@ class ProbeStats(Collector):
         )  # fmt: skip
 
 
+class Counted(Collector):
+    """A counter kept as a plain number by its owner, exported at scrape time."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], int]) -> None:
+        self.name, self.documentation, self.read = name, documentation, read
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(self.name, self.documentation, value=float(self.read()))
+
+
 class Metrics(Observer):
     """Counters and histograms fed by the engine, plus the scrape-time collector."""
 
@@ -223,6 +233,10 @@ class Metrics(Observer):
         if self.collector is None:
             self.collector = StateCollector(engine, self.last_success)
             self.registry.register(self.collector)
+
+    def count(self, name: str, documentation: str, read: Callable[[], int]) -> None:
+        """Export `read()` as the counter `name` (`_total` is added)."""
+        self.registry.register(Counted(name, documentation, read))
 
     def route(self) -> web.RouteDef:
         """`GET /metrics`: text format, or OpenMetrics when `Accept` asks for it."""
