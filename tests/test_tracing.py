@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -257,3 +258,54 @@ checks:
     assert back_eval["parent_id"] == remote["context"]["span_id"]
     [back_check] = [s for s in back_spans if s["name"] == "healthd.check"]
     assert back_check["parent_id"] == back_eval["context"]["span_id"]
+
+
+@pytest.mark.slow
+async def test_spans_are_flushed_before_the_exit_summary(
+    tmp_path: Path, aiohttp_server: Callable[..., Awaitable[Any]]
+) -> None:
+    """SIGTERM right after a probe: its spans, still in the OTLP batch (60 s schedule delay),
+    reach the collector before the exit summary is logged, and the exit code is 0. (The SDK's
+    own atexit hook would deliver them too, but only after the summary: the order proves the
+    daemon's flush.)"""
+    posts: list[tuple[bytes, bool]] = []  # (body, was the exit summary already logged?)
+
+    async def collector(request: web.Request) -> web.Response:
+        body = await request.read()
+        # A flushing daemon waits for this answer, so it cannot log its summary meanwhile;
+        # without its flush, the summary is out before the SDK's atexit export starts.
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end and not any("healthd exited" in x for x in proc.lines):
+            await asyncio.sleep(0.01)
+        posts.append((body, any("healthd exited" in x for x in proc.lines)))
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", collector)
+    server = await aiohttp_server(app)
+    env = {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": str(server.make_url("/v1/traces")),
+        "OTEL_BSP_SCHEDULE_DELAY": "60000",  # only the exit flush can deliver them in time
+        "OTEL_SERVICE_NAME": "healthd-test",
+    }
+    config = """
+server: {listen: "127.0.0.1:{port}", admin_listen: "127.0.0.1:{admin_port}"}
+shutdown: {drain_delay: 0s, grace: 1s}
+checks:
+  - {name: self, kind: tcp, address: "127.0.0.1:{port}", mode: on_demand, timeout: 1s}
+"""
+    proc = Healthd(tmp_path, config, env=env)  # the collector reads its log lines
+    async with proc, aiohttp.ClientSession() as http:
+        async with http.get(proc.url("/readyz"), headers=TRACEPARENT) as resp:
+            assert resp.status == 200
+        assert posts == []  # batched, not yet sent
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait() == 0
+    assert posts, "no spans reached the collector"
+    assert [logged for _, logged in posts] == [False] * len(posts)
+    body = b"".join(b for b, _ in posts)
+    assert bytes.fromhex(TRACE_ID) in body
+    assert b"healthd.check" in body
+    assert b"healthd.evaluate" in body
+    assert any("healthd exited" in line for line in proc.lines)
