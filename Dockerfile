@@ -19,6 +19,9 @@ RUN groupadd --system --gid 10001 healthd \
  && useradd --system --uid 10001 --gid healthd --no-create-home --shell /usr/sbin/nologin healthd
 COPY --from=build /opt/healthd /opt/healthd
 ENV PATH=/opt/healthd/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+# The packaged default config listens on $HEALTHD_LISTEN: inside a container loopback
+# answers nobody, so `docker run -p 8099:8099 healthd` needs every address.
+ENV HEALTHD_LISTEN=0.0.0.0:8099
 USER 10001:10001
 EXPOSE 8099
 # SIGTERM starts the drain (readiness 503, listeners open for shutdown.drain_delay);
