@@ -46,6 +46,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/checks.py
 	$(BIN)/python bench/shutdown.py
+	$(BIN)/python bench/soak.py
 
 ## schema: regenerate config/healthd.schema.json from the models
 schema: $(VENV)/.installed-run
