@@ -211,3 +211,105 @@ async def test_admin_listener_off_without_token(tmp_path: Path) -> None:
         async with aiohttp.ClientSession() as session:
             with pytest.raises(aiohttp.ClientConnectorError):
                 await session.post(h.admin_url("/admin/drain"))
+
+
+async def test_a_request_in_flight_at_the_close_that_ends_within_grace_is_answered(
+    tmp_path: Path,
+) -> None:
+    """A fresh probe waiting on a slow check when the listeners close still gets its 200."""
+    slow = await asyncio.start_server(slow_accept, "127.0.0.1", 0)
+    port = slow.sockets[0].getsockname()[1]
+    config = f"""
+server: {{listen: "127.0.0.1:{{port}}", admin_listen: "127.0.0.1:{{admin_port}}"}}
+shutdown: {{drain_delay: 200ms, grace: 3s}}
+checks:
+  - {{name: loop, kind: loop, interval: 200ms, timeout: 100ms}}
+  - {{name: slow, kind: http, url: "http://127.0.0.1:{port}/", mode: on_demand,
+      interval: 10s, timeout: 5s}}
+"""
+    try:
+        async with Healthd(tmp_path, config) as h, aiohttp.ClientSession() as session:
+            probe = asyncio.create_task(session.get(h.url("/readyz/slow?timeout=4s")))
+            await asyncio.sleep(0.2)  # in flight, waiting on the slow server's answer
+            t_sig = time.monotonic()
+            h.signal(signal.SIGTERM)
+            resp = await probe
+            answered = time.monotonic() - t_sig
+            assert resp.status == 503  # draining; the check itself passed after 1 s
+            body = await resp.json()
+            code = await h.wait(5)
+    finally:
+        slow.close()
+    assert body == {"status": "draining"}
+    assert 0.6 <= answered <= 2.5  # after the close (200 ms), when the check answered (~1 s)
+    assert code == 0
+    close_line = await wait_line(h, "listeners closed at ")
+    assert "1 requests in flight" in close_line
+    assert any("0 cancelled at the end of grace; exit 0" in x for x in h.lines)
+
+
+async def slow_accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An HTTP server that answers 200 after one second."""
+    await reader.readuntil(b"\r\n\r\n")
+    await asyncio.sleep(1.0)
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    await writer.drain()
+    writer.close()
+
+
+async def test_sigint_first_drains_like_sigterm(tmp_path: Path) -> None:
+    """SIGINT as the first signal: draining (readiness 503, liveness 200), then exit 0."""
+    config = CONFIG.replace(f"drain_delay: {DRAIN}s", "drain_delay: 500ms")
+    async with Healthd(tmp_path, config) as h:
+        await wait_ready(h)
+        await wait_ready(h, "/livez")
+        h.signal(signal.SIGINT)
+        await wait_line(h, "SIGINT: draining")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(h.url("/readyz")) as ready:
+                assert ready.status == 503
+            async with session.get(h.url("/livez")) as live:
+                assert live.status == 200
+        code = await h.wait(5)
+    assert code == 0
+    assert any("healthd exited: SIGINT" in line and "exit 0" in line for line in h.lines)
+
+
+async def test_background_checks_are_cancelled_at_shutdown(tmp_path: Path) -> None:
+    """A background run hung on a silent server (30 s timeout) is cancelled at exit: the
+    daemon exits after drain_delay, and the server sees the check's connection close."""
+    closed = asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await reader.read()  # returns at EOF: the check's connection was closed
+        closed.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = f"""
+server: {{listen: "127.0.0.1:{{port}}", admin_listen: "127.0.0.1:{{admin_port}}"}}
+shutdown: {{drain_delay: 300ms, grace: 10s}}
+checks:
+  - {{name: loop, kind: loop, interval: 200ms, timeout: 100ms}}
+  - {{name: hung, kind: http, url: "http://127.0.0.1:{port}/", interval: 60s, timeout: 30s,
+      critical: false}}
+"""
+    try:
+        async with Healthd(tmp_path, config) as h:
+            end = time.monotonic() + 5
+            while not held and time.monotonic() < end:
+                await asyncio.sleep(0.02)
+            assert held  # the background run is in flight on the silent server
+            t_sig = time.monotonic()
+            h.signal(signal.SIGTERM)
+            code = await h.wait(5)
+            elapsed = time.monotonic() - t_sig
+            await asyncio.wait_for(closed.wait(), 2.0)
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+    assert code == 0
+    assert 0.3 <= elapsed < 2.0  # not the check's 30 s, nor grace's 10 s
