@@ -9,14 +9,16 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
 from prometheus_client.parser import text_string_to_metric_families
 
 from healthd import __version__
 from healthd.api import make_app
 from healthd.checks.loop import MONITOR
+from healthd.config import parse_settings
 from healthd.engine import Engine
+from healthd.lifecycle import Daemon
 from healthd.model import Outcome
 from healthd.observers import Telemetry, setup
 from healthd.testing import FakeCheck
@@ -235,3 +237,17 @@ async def test_openmetrics_when_asked(aiohttp_client: MakeClient) -> None:
     plain, ptype = await scrape(client)
     assert ptype.startswith("text/plain")
     assert "# EOF" not in plain
+
+
+async def test_the_global_registry_is_untouched(aiohttp_client: MakeClient) -> None:
+    """A daemon built as `healthd run` builds it, then scraped, adds nothing to
+    prometheus_client.REGISTRY: its metrics live in their own registry."""
+    before = {m.name for m in REGISTRY.collect()}
+    settings = parse_settings("checks:\n  - {name: db, kind: tcp, address: '127.0.0.1:9'}\n")
+    daemon = Daemon(settings)  # telemetry from setup(settings): no registry passed in
+    client = await aiohttp_client(daemon.app)
+    text, _ = await scrape(client)
+    assert "healthd_state{" in text
+    after = {m.name for m in REGISTRY.collect()}
+    assert after == before
+    assert [name for name in after if name.startswith("healthd")] == []
