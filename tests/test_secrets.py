@@ -7,7 +7,6 @@ Every secret-carrying key is set to a distinct marker, every check fails on its 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -73,6 +72,41 @@ async def unhealthy_web(
     return await aiohttp_server(app)
 
 
+async def outputs(
+    daemon: Daemon,
+    exporter: InMemorySpanExporter,
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    caplog: pytest.LogCaptureFixture,
+) -> dict[str, str]:
+    """Everything healthd says about its checks, after one fresh run of them all."""
+    admin = await aiohttp_client(daemon.admin_app, headers=AUTH)
+    probes = await aiohttp_client(daemon.app, headers=AUTH)
+    found = {
+        "spans": "\n".join(span.to_json() for span in exporter.get_finished_spans()),
+        "/admin/state": await (await admin.get("/admin/state")).text(),
+        "/health": await (await probes.get("/health")).text(),
+        "/health?verbose": await (await probes.get("/health?verbose")).text(),
+        "/metrics": await (await probes.get("/metrics")).text(),
+        "log": caplog.text,
+    }
+    assert '"message": "' in found["/admin/state"]  # the messages are there, in full
+    assert "healthd.check" in found["spans"]
+    return found
+
+
+def leaks(found: dict[str, str]) -> list[tuple[str, str]]:
+    return [(where, name) for where, text in found.items()
+            for name, secret in SECRETS.items() if secret in text]  # fmt: skip
+
+
+def daemon_for(text: str) -> tuple[Daemon, InMemorySpanExporter]:
+    settings = parse_settings(text)
+    exporter = InMemorySpanExporter()
+    telemetry = setup(settings, registry=CollectorRegistry(), env={},
+                      span_processor=SimpleSpanProcessor(exporter))  # fmt: skip
+    return Daemon(settings, telemetry=telemetry), exporter
+
+
 async def test_secrets_appear_in_no_output(
     aiohttp_client: Callable[..., Awaitable[Client]],
     unhealthy_web: TestServer,
@@ -82,27 +116,29 @@ async def test_secrets_appear_in_no_output(
     """After every check failed once, no secret is in a span, /admin/state, /health (with
     details and ?verbose), /metrics or the log."""
     assert unhealthy_web.port is not None
-    settings = parse_settings(config(refused_port, unhealthy_web.port))
-    exporter = InMemorySpanExporter()
-    telemetry = setup(settings, registry=CollectorRegistry(), env={},
-                      span_processor=SimpleSpanProcessor(exporter))  # fmt: skip
-    daemon = Daemon(settings, telemetry=telemetry)
+    daemon, exporter = daemon_for(config(refused_port, unhealthy_web.port))
     snapshot = await daemon.engine.evaluate("health", Deadline.after(5.0), fresh=True)
     assert {c.name: c.status for c in snapshot.checks if c.kind != "loop"} == {
         name: Status.FAIL for name in ("pg", "my", "rd", "mq", "mt", "nt", "ht", "rm")
     }  # every error path ran
-    admin = await aiohttp_client(daemon.admin_app, headers=AUTH)
-    probes = await aiohttp_client(daemon.app, headers=AUTH)
-    outputs: dict[str, Any] = {
-        "spans": "\n".join(span.to_json() for span in exporter.get_finished_spans()),
-        "/admin/state": await (await admin.get("/admin/state")).text(),
-        "/health": await (await probes.get("/health")).text(),
-        "/health?verbose": await (await probes.get("/health?verbose")).text(),
-        "/metrics": await (await probes.get("/metrics")).text(),
-        "log": caplog.text,
-    }
-    assert '"message": "' in outputs["/admin/state"]  # the messages are there, in full
-    assert "healthd.check" in outputs["spans"]
-    leaks = [(where, name) for where, text in outputs.items()
-             for name, secret in SECRETS.items() if secret in text]  # fmt: skip
-    assert leaks == []
+    assert leaks(await outputs(daemon, exporter, aiohttp_client, caplog)) == []
+
+
+@pytest.mark.service("mysql")
+@pytest.mark.service("amqp")
+async def test_rejected_passwords_appear_in_no_output(
+    aiohttp_client: Callable[..., Awaitable[Client]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Real servers refusing a wrong password: their errors reach no output with it."""
+    s = SECRETS
+    daemon, exporter = daemon_for(f"""
+server: {{token: {s["token"]}}}
+checks:
+  - {{name: my, kind: mysql, dsn: "mysql://root:{s["mysql"]}@127.0.0.1:3306/test"}}
+  - {{name: mq, kind: amqp, url: "amqp://guest:{s["amqp"]}@127.0.0.1:5672/"}}
+""")
+    snapshot = await daemon.engine.evaluate("health", Deadline.after(5.0), fresh=True)
+    failed = {c.name: (c.status, c.last.reason.value if c.last else None)
+              for c in snapshot.checks if c.kind != "loop"}  # fmt: skip
+    assert failed == {n: (Status.FAIL, "auth_failed") for n in ("my", "mq")}
+    assert leaks(await outputs(daemon, exporter, aiohttp_client, caplog)) == []
