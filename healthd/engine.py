@@ -183,6 +183,8 @@ class Engine:
                 self._execute(entry, deadline, background), name=f"run:{name}"
             )
             run = self._inflight[name] = _Run(task, self.clock())
+        if background:  # nobody waits on it but the scheduler: the run bounds itself
+            return await asyncio.shield(run.task)
         try:
             async with asyncio.timeout(max(0.0, deadline.at - self.clock())):
                 return await asyncio.shield(run.task)
@@ -197,6 +199,10 @@ class Engine:
 
     async def _execute(self, entry: _Entry, deadline: Deadline, background: bool) -> CheckResult:
         spec = entry.spec
+        if background:
+            # check.timeout from when the run starts: a loop that lagged between scheduling
+            # and here must not eat the budget (a loop check would time out "after 0ms").
+            deadline = Deadline.after(spec.timeout, self.clock)
         try:
             limit = min(spec.timeout, deadline.remaining())
             with self.tracer.start_as_current_span(

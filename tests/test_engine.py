@@ -186,3 +186,18 @@ async def test_a_pass_slower_than_warn_after_is_a_warn(
     result = await runner.run(spec, Takes(clock, seconds), Deadline.after(1.0, clock))
     assert (result.outcome, result.reason, result.message) == (outcome, Reason.OK, message)
     assert result.duration == pytest.approx(seconds)
+
+
+async def test_a_background_run_that_starts_late_still_gets_its_whole_timeout() -> None:
+    """The loop lagged between scheduling a run and starting it: the run still gets
+    check.timeout from its start, not what the lag left (a loop check said "after 0ms")."""
+    clock = ManualClock()
+    fake = FakeCheck()
+    spec = {"name": "db", "timeout": "500ms", "interval": "5s"}
+    engine = engine_with({"db": fake}, settings([spec]), clock=clock)
+    scheduled = Deadline.after(0.5, clock)
+    clock.advance(0.6)  # lag: the scheduled deadline has passed before the run starts
+    result = await engine.scheduler._run("db", scheduled)
+    assert fake.deadlines == [pytest.approx(0.5)]
+    assert isinstance(result, CheckResult)
+    assert result.outcome is Outcome.PASS
