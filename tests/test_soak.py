@@ -1,9 +1,9 @@
 """Soak, short: 40 fresh rounds = 240 runs of every kind (a third refused or timing out)
 against the real local services, through a real `healthd run`.
 
-Bounds (sized for a loaded 2-core machine): after the runs the daemon's open fds are back
-to their post-warm-up value ±2 and its tasks to no more than the fewest seen during the
-runs (a task left per round would add 40); RSS grows by less than
+Bounds (sized for a loaded 2-core machine): after the runs the daemon's open fds are at most
+2 above the fewest seen during the runs, and its tasks no more than the fewest seen (a fd
+or task left per round would add 40; the first round may hold a few more); RSS grows by less than
 8 MB from the middle to the end (a leak of one object per run would show: 240 runs x 90
 checks); nothing is in flight; every server's connections from our checks are back to their
 baseline. bench/soak.py runs the same rig 10,000 times a kind.
@@ -35,9 +35,10 @@ async def test_soak_stays_flat_and_leaves_no_connections(tmp_path: Path) -> None
             assert good == 0, (name, outcomes)
         else:  # a loaded machine may time out a good run now and then, not often
             assert good >= 0.9 * ROUNDS, (name, outcomes)
-    warm, middle, *_, end = report.usage
-    assert warm.fds - 2 <= end.fds <= warm.fds + 2, report.usage
-    assert end.tasks <= min(u.tasks for u in report.usage[:-1]), report.usage  # one a run shows
+    *during, end = report.usage
+    middle = during[len(during) // 2]
+    assert end.fds <= min(u.fds for u in during) + 2, report.usage  # one a round would add 40
+    assert end.tasks <= min(u.tasks for u in during), report.usage
     assert end.rss_mb - middle.rss_mb < RSS_GROWTH_MB, report.usage
     assert report.inflight_at_end == {}
     leaks = {n: c for n, c in report.connections.items() if c[1] != c[0]}
