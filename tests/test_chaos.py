@@ -3,9 +3,10 @@
 
 Runs are counted from /metrics (`healthd_check_runs_total` and `healthd_check_status` come
 from one scrape, so a status and the runs behind it are consistent). Each bound is checked
-on both sides: the status does not flip before the threshold (exactly 2 runs of the new
-outcome, 3 allowed when a sample lands late) and flips within it (at most threshold + 2 runs
-in all, the extra ones being the run in flight at the stop or start and a late sample).
+on both sides: the status does not flip before the threshold (2 runs of the new outcome at
+least; up to 4 when samples land late on a loaded machine) and flips within it (at most
+threshold + 3 runs in all after the fault: the run in flight at the stop or start, and late
+samples).
 In-flight runs never grow older than the timeout (plus loop lag), the server's connections
 from healthd return to zero, and healthd's own fd count to its baseline.
 """
@@ -33,7 +34,7 @@ from tests.servers import Postgres, Redis, postgres_server, redis_server
 pytestmark = pytest.mark.slow
 
 INTERVAL, TIMEOUT, THRESHOLD = 0.2, 0.15, 2
-LOOP_LAG = 0.35  # how late a loaded 2-core machine may cancel a run past its timeout
+LOOP_LAG = 0.5  # how late a loaded 2-core machine may cancel a run past its timeout
 FLIP_BY = 3.0  # s after the fault (or repair) completes; thresholds need ~0.4 s unloaded
 CONFIG = """
 server: {{listen: "127.0.0.1:{{port}}", admin_listen: "127.0.0.1:{{admin_port}}",
@@ -155,8 +156,8 @@ async def ride(tmp_path: Path, scenario: Scenario) -> None:
             await asyncio.to_thread(scenario.break_)
             done, broken = time.monotonic(), watch.samples[-1]
             failing = await watch.until(lambda s: s.status in ("fail", "timeout"), FLIP_BY)
-            assert THRESHOLD <= failing.count(*bad) - before.count(*bad) <= THRESHOLD + 1
-            assert failing.total - broken.total <= THRESHOLD + 2
+            assert THRESHOLD <= failing.count(*bad) - before.count(*bad) <= THRESHOLD + 2
+            assert failing.total - broken.total <= THRESHOLD + 3
             assert failing.at - issued >= (THRESHOLD - 1) * INTERVAL * 0.9 - 0.03
             assert failing.at - done <= FLIP_BY
 
@@ -169,8 +170,8 @@ async def ride(tmp_path: Path, scenario: Scenario) -> None:
             await asyncio.to_thread(scenario.repair)
             done, repaired = time.monotonic(), watch.samples[-1]
             passing = await watch.until(lambda s: s.status == "pass", FLIP_BY)
-            assert THRESHOLD <= passing.count("pass") - down.count("pass") <= THRESHOLD + 1
-            assert passing.total - repaired.total <= THRESHOLD + 2
+            assert THRESHOLD <= passing.count("pass") - down.count("pass") <= THRESHOLD + 2
+            assert passing.total - repaired.total <= THRESHOLD + 3
             assert passing.at - issued >= (THRESHOLD - 1) * INTERVAL * 0.9 - 0.03
             assert passing.at - done <= FLIP_BY
 
