@@ -188,6 +188,7 @@ async def test_probe_bodies_are_never_read(aiohttp_client: MakeClient, framing: 
     async with asyncio.timeout(5.0):
         answers = await reader.read()  # until the server closes after the second answer
     writer.close()
+    await writer.wait_closed()
     assert answers.count(b"HTTP/1.1 200 OK\r\n") == 2
     assert answers.count(b'{"status":"healthy"}') == 2
 
