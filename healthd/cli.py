@@ -38,7 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     configure(settings.logging)
     daemon = Daemon(settings, Path(args.config) if args.config else None)
-    return asyncio.run(daemon.serve())
+    asyncio.run(daemon.run_and_exit())
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
@@ -232,7 +232,21 @@ class Daemon:
         self._admin_site = await self._listen(self._admin_runner, address, "server.admin_listen")
         log.info("admin API on %s", address)
 
-    async def serve(self) -> int:
+    async def run_and_exit(self) -> NoReturn:
+        """`serve()`, then end the process from inside the loop (`healthd run`).
+
+        The signal handlers stay installed to the last instruction: once removed, a SIGHUP
+        or SIGUSR1 would kill the process by its default action, and tearing the
+        interpreter down takes up to a second of CPU (grpc, the drivers). Everything has
+        been closed and flushed by then.
+        """
+        code = await self.serve(release_signals=False)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    async def serve(self, *, release_signals: bool = True) -> int:
         loop = asyncio.get_running_loop()
         server = self.settings.server
         # keepalive_timeout: longer than the idle timeout of common clients (aiohttp 15 s,
@@ -274,14 +288,15 @@ class Daemon:
             await asyncio.sleep(self.settings.shutdown.drain_delay)
             await self._close(runner)
         finally:
-            for sig in handlers:
-                loop.remove_signal_handler(sig)
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.engine.stop()
             await MONITOR.stop()
             self.telemetry.shutdown()
+            if release_signals:  # last: until here a second SIGTERM still exits 1
+                for sig in handlers:
+                    loop.remove_signal_handler(sig)
         now = time.monotonic()
         log.info(
             "healthd exited: %s after %s up, stopped %s after the signal; "

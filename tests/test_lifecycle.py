@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -313,3 +315,24 @@ checks:
         server.close()
     assert code == 0
     assert 0.3 <= elapsed < 2.0  # not the check's 30 s, nor grace's 10 s
+
+
+async def test_signals_during_the_exit_never_kill_the_daemon(tmp_path: Path) -> None:
+    """SIGUSR1 and SIGHUP every 2 ms from SIGTERM until the process is gone: exit code 0,
+    not the default action's -10 (they used to kill it in the last second of the exit)."""
+    config = CONFIG.replace(f"drain_delay: {DRAIN}s", "drain_delay: 200ms")
+    async with Healthd(tmp_path, config) as h:
+        assert h.proc is not None
+        h.signal(signal.SIGTERM)
+        await wait_line(h, "SIGTERM: draining")
+        end = time.monotonic() + 10
+        # os.kill, not Popen.send_signal: that one polls, and reaping the child behind
+        # asyncio's back makes it report 255.
+        with contextlib.suppress(ProcessLookupError):
+            while h.proc.returncode is None and time.monotonic() < end:
+                os.kill(h.proc.pid, signal.SIGUSR1)
+                os.kill(h.proc.pid, signal.SIGHUP)
+                await asyncio.sleep(0.002)
+        code = await h.wait(5)
+    assert code == 0, "\n".join(h.lines)
+    assert any("healthd exited: SIGTERM" in line for line in h.lines)
