@@ -58,7 +58,7 @@ class Scheduler:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _loop(self, spec: SpecBase, jitter: bool) -> None:
-        if jitter:
+        if jitter and spec.spread_first_run:
             await self.sleep(random.uniform(0, min(spec.interval, FIRST_RUN_SPREAD)))  # noqa: S311
         while True:
             await self._run(spec.name, Deadline.after(spec.timeout, self.clock))

@@ -41,6 +41,9 @@ class SpecBase(Model):
     # Modules its runs import, loaded when a check is built (`preload()`), so the first run
     # does not stall the event loop for the import (grpc alone takes ~100 ms).
     imports: ClassVar[tuple[str, ...]] = ()
+    # At start, background first runs are spread out (scheduler.FIRST_RUN_SPREAD) so a
+    # hundred checks do not fire at once; a kind that costs nothing may run at once.
+    spread_first_run: ClassVar[bool] = True
 
     name: str = Field(pattern=NAME_PATTERN, max_length=63)
     kind: str

@@ -55,6 +55,8 @@ MONITOR = LagMonitor()
 
 
 class LoopSpec(SpecBase):
+    spread_first_run = False  # costs nothing, and /livez waits on it: run at start
+
     kind: Literal["loop"]
     warn_lag: Duration = 0.1
     fail_lag: Duration = 1.0
