@@ -37,6 +37,21 @@ ensure amqp 5672 60 rabbitmq-server -detached || status=1
 ensure mqtt 1883 10 mosquitto -d -c /etc/mosquitto/mosquitto.conf || status=1
 ensure nats 4222 10 start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -m 8222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log || status=1
 
+# The suite's databases: `test` on PostgreSQL (user postgres, trusted on 127.0.0.1) and on
+# MariaDB (root, empty password). Created when missing; the auth is checked, not changed.
+if up 5432 && ! runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" 2>/dev/null | grep -q 1; then
+  echo "services: creating PostgreSQL database test"
+  runuser -u postgres -- createdb test || status=1
+fi
+if up 5432 && ! PGCONNECT_TIMEOUT=5 psql -h 127.0.0.1 -U postgres -d test -w -tAc "SELECT 1" </dev/null >/dev/null 2>&1; then
+  echo "services: postgres@127.0.0.1/test needs a password; the suite wants trust for 127.0.0.1 in pg_hba.conf" >&2
+  status=1
+fi
+if up 3306 && ! mariadb -uroot -h127.0.0.1 -e "CREATE DATABASE IF NOT EXISTS test" >/dev/null 2>&1; then
+  echo "services: MariaDB root@127.0.0.1 with an empty password cannot create database test" >&2
+  status=1
+fi
+
 if [ "$status" -ne 0 ] && [ "${CI:-}" = "true" ]; then
   echo "services: a service is missing and CI=true" >&2
   exit 1
