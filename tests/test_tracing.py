@@ -197,8 +197,9 @@ async def spans_in_trace(
         await asyncio.sleep(0.05)
 
 
-def has_check(spans: list[dict[str, Any]]) -> bool:
-    return any(s["name"] == "healthd.check" for s in spans)
+def complete(spans: list[dict[str, Any]]) -> bool:
+    """Both spans of an evaluation are in: the check's line can be read before evaluate's."""
+    return {"healthd.check", "healthd.evaluate"} <= {s["name"] for s in spans}
 
 
 CONSOLE = {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "healthd-test"}
@@ -219,7 +220,7 @@ checks:
     ):
         async with http.get(proc.url("/readyz"), headers=TRACEPARENT) as resp:
             assert resp.status == 200
-        [spans] = await spans_in_trace([proc], TRACE_ID, has_check)
+        [spans] = await spans_in_trace([proc], TRACE_ID, complete)
     [check] = [s for s in spans if s["name"] == "healthd.check"]
     assert check["attributes"]["healthd.check.name"] == "self"
     assert check["attributes"]["healthd.check.outcome"] == "pass"
@@ -251,7 +252,7 @@ checks:
         ):
             async with http.get(front.url("/readyz"), headers=TRACEPARENT) as resp:
                 assert resp.status == 200
-            front_spans, back_spans = await spans_in_trace([front, back], TRACE_ID, has_check)
+            front_spans, back_spans = await spans_in_trace([front, back], TRACE_ID, complete)
     [remote] = [s for s in front_spans if s["name"] == "healthd.check"]
     assert remote["attributes"]["healthd.check.kind"] == "remote"
     [back_eval] = [s for s in back_spans if s["name"] == "healthd.evaluate"]
