@@ -1,7 +1,10 @@
-"""Private servers for tests that stop, pause or misconfigure one: PostgreSQL, Redis, NATS.
+"""Private servers for tests that stop, pause or misconfigure one: PostgreSQL, Redis, NATS;
+fault listeners (silent, full accept queue, mute UDP), a gRPC health server, and throwaway
+MariaDB and RabbitMQ users (their connections can then be counted as ours alone).
 
-Each runs on a free loopback port and can be stopped and started again on that same port
-(tests/test_chaos.py); the shared local servers are never touched. Without the server's
+Each server runs on a free loopback port and can be stopped and started again on that same
+port (tests/test_chaos.py); the throwaway users are the only thing created on the shared
+servers, and they are dropped on the way out. Without the server's
 binaries a test skips locally and fails under CI=true (`need`, tests/conftest.py).
 PostgreSQL refuses to run as root, so as root it runs as `postgres` through `runuser`.
 """
@@ -13,13 +16,18 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiomysql
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 
 from tests.conftest import free_port, need
 
@@ -192,3 +200,76 @@ async def silent_listener() -> AsyncIterator[int]:
             writer.close()
         await server.wait_closed()
         await asyncio.sleep(0)  # let each handler see its EOF and return
+
+
+@contextlib.contextmanager
+def blackhole() -> Iterator[int]:
+    """A port whose accept queue is full: a connect to it hangs (SYNs dropped)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()
+
+
+@contextlib.contextmanager
+def mute_udp() -> Iterator[int]:
+    """A UDP port that reads and never answers (a DNS server that times out)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def grpc_health() -> AsyncIterator[int]:
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health_aio.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield port
+    finally:
+        await server.stop(None)
+
+
+def rabbitmqctl(*args: str) -> str:
+    binary = need("rabbitmqctl", "to count RabbitMQ's connections")
+    done = subprocess.run([binary, "-q", *args], capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+@contextlib.contextmanager
+def rabbit_user(name: str, password: str) -> Iterator[None]:
+    rabbitmqctl("add_user", name, password)
+    try:
+        rabbitmqctl("set_permissions", "-p", "/", name, ".*", ".*", ".*")
+        yield
+    finally:
+        rabbitmqctl("delete_user", name)
+
+
+@contextlib.asynccontextmanager
+async def mysql_user(name: str, password: str) -> AsyncIterator[None]:
+    conn = await aiomysql.connect(host="127.0.0.1", port=3306, user="root", db="test")
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (name, password))
+        yield
+    finally:
+        async with conn.cursor() as cur:
+            await cur.execute("DROP USER IF EXISTS %s@'%%'", (name,))
+        conn.close()

@@ -13,17 +13,14 @@ user, and a private NATS server's /connz.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
 import signal
-import socket
-import subprocess
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,14 +28,20 @@ from typing import Any
 import aiohttp
 import aiomysql
 import asyncpg
-import grpc
-from grpc_health.v1 import health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
 from redis.asyncio import Redis
 
-from tests.conftest import free_port, need
+from tests.conftest import free_port
 from tests.procs import Healthd
-from tests.servers import nats_server, silent_listener
+from tests.servers import (
+    blackhole,
+    grpc_health,
+    mute_udp,
+    mysql_user,
+    nats_server,
+    rabbit_user,
+    rabbitmqctl,
+    silent_listener,
+)
 
 PER_KIND = 6  # checks of each kind: 4 good, 1 refused, 1 timing out (or failing)
 BAD_TIMEOUT = "100ms"
@@ -64,79 +67,6 @@ class Soak:
     inflight_at_end: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     rounds: int = 0
-
-
-@contextlib.contextmanager
-def blackhole() -> Iterator[int]:
-    """A port whose accept queue is full: a connect to it hangs (SYNs dropped)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = int(listener.getsockname()[1])
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            filler.connect(("127.0.0.1", port))
-        fillers.append(filler)
-    try:
-        yield port
-    finally:
-        for sock in [*fillers, listener]:
-            sock.close()
-
-
-@contextlib.contextmanager
-def mute_udp() -> Iterator[int]:
-    """A UDP port that reads and never answers (a DNS server that times out)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield int(sock.getsockname()[1])
-    finally:
-        sock.close()
-
-
-@contextlib.asynccontextmanager
-async def grpc_health() -> AsyncIterator[int]:
-    server = grpc.aio.server()
-    health_pb2_grpc.add_HealthServicer_to_server(health_aio.HealthServicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield port
-    finally:
-        await server.stop(None)
-
-
-def rabbitmqctl(*args: str) -> str:
-    binary = need("rabbitmqctl", "to count RabbitMQ's connections")
-    done = subprocess.run([binary, "-q", *args], capture_output=True, text=True, check=True)
-    return done.stdout
-
-
-@contextlib.contextmanager
-def rabbit_user(name: str, password: str) -> Iterator[None]:
-    rabbitmqctl("add_user", name, password)
-    try:
-        rabbitmqctl("set_permissions", "-p", "/", name, ".*", ".*", ".*")
-        yield
-    finally:
-        rabbitmqctl("delete_user", name)
-
-
-@contextlib.asynccontextmanager
-async def mysql_user(name: str, password: str) -> AsyncIterator[None]:
-    conn = await aiomysql.connect(host="127.0.0.1", port=3306, user="root", db="test")
-    try:
-        async with conn.cursor() as cur:
-            await cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (name, password))
-        yield
-    finally:
-        async with conn.cursor() as cur:
-            await cur.execute("DROP USER IF EXISTS %s@'%%'", (name,))
-        conn.close()
 
 
 def checks(
