@@ -3,8 +3,9 @@
 `os.statvfs` can hang forever on a dead NFS or FUSE mount, so it runs in a daemon
 thread of its own (never the default executor, which `getaddrinfo` shares; and not a
 ThreadPoolExecutor, whose threads are joined at exit, so a hung mount would hold
-healthd's exit). While a call on a path still hangs, later runs for that path fail
-at once instead of starting another thread: one stuck thread per path at most.
+healthd's exit). One call per path at a time: runs that overlap (two checks on `/` in
+one evaluation) share it, and once a run has timed out waiting on it, later runs for
+that path fail at once instead of starting another thread: one stuck thread per path.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import os
 import threading
 import time
+from dataclasses import dataclass
 from typing import Literal, Self
 
 from pydantic import Field, model_validator
@@ -23,8 +25,19 @@ from healthd.deadline import Deadline
 from healthd.errors import CheckFailed
 from healthd.model import Observation, Outcome, Reason
 
-# path → monotonic start of a statvfs call that has not returned yet (loop thread only).
-_HANGING: dict[str, float] = {}
+
+@dataclass(slots=True)
+class _Call:
+    """A statvfs call that has not returned yet."""
+
+    future: asyncio.Future[os.statvfs_result]
+    since: float  # monotonic
+    overran: bool = False  # a run timed out waiting on it
+
+
+# path → its call in progress (loop thread only). Process-wide on purpose: a hung mount
+# must cost one thread however many checks (or reloaded copies of one) look at it.
+_CALLS: dict[str, _Call] = {}
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
 
@@ -58,14 +71,19 @@ class DiskCheck:
         self.path, self.warn, self.fail = path, warn, fail
 
     async def __call__(self, deadline: Deadline) -> Observation:
-        since = _HANGING.get(self.path)
-        if since is not None:
-            age = time.monotonic() - since
+        call = _CALLS.get(self.path)
+        if call is not None and call.overran:
+            age = time.monotonic() - call.since
             raise CheckFailed(
                 Reason.TIMEOUT, f"{self.path}: statvfs still hanging after {age:.0f}s"
             )
+        if call is None:
+            call = _CALLS[self.path] = _Call(_statvfs(self.path), time.monotonic())
         try:
-            stats = await _statvfs(self.path)
+            stats = await asyncio.shield(call.future)
+        except asyncio.CancelledError:
+            call.overran = True  # cancelled at this run's deadline: the mount hangs
+            raise
         except FileNotFoundError:
             raise CheckFailed(Reason.UNHEALTHY, f"{self.path}: no such path") from None
         except OSError as exc:
@@ -87,12 +105,10 @@ def _statvfs(path: str) -> asyncio.Future[os.statvfs_result]:
     """`os.statvfs(path)` in a daemon thread; the future resolves on the loop."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[os.statvfs_result] = loop.create_future()
-    _HANGING[path] = time.monotonic()
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())  # read: no warning
 
     def settle(result: os.statvfs_result | None, error: BaseException | None) -> None:
-        _HANGING.pop(path, None)
-        if future.done():  # the run was cancelled at its deadline
-            return
+        _CALLS.pop(path, None)
         if error is not None:
             future.set_exception(error)
         else:

@@ -102,3 +102,18 @@ def test_invalid_levels(levels: dict[str, float]) -> None:
     """Levels outside 0..100, or warn not above fail, are config errors."""
     with pytest.raises(ValidationError):
         DiskSpec(name="root", kind="disk", **levels)
+
+
+async def test_overlapping_runs_on_one_path_share_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two checks on one path in one evaluation, statvfs slow (100 ms): both pass, one call."""
+    real, calls = os.statvfs, []
+
+    def slow(path: str) -> os.statvfs_result:
+        calls.append(path)
+        threading.Event().wait(0.1)
+        return real(path)
+
+    monkeypatch.setattr(os, "statvfs", slow)
+    first, second = await asyncio.gather(run(timeout="500ms"), run(timeout="500ms"))
+    assert (first.outcome, second.outcome) == (Outcome.PASS, Outcome.PASS), second.message
+    assert calls == ["/"]
