@@ -1,7 +1,7 @@
 """Soak: every check kind run 10,000 times through a real `healthd run`, a third of the
 runs refused or timing out, against the real local services (tests/soakrig.py).
 
-    .venv/bin/python bench/soak.py [--runs 10000] [--grpc-hung]
+    .venv/bin/python bench/soak.py [--runs 10000] [--grpc-refused]
 
 Prints three tables (outcomes per kind, the daemon's fds/tasks/RSS over the run, each
 server's connections from our checks before and after) and writes bench/results/soak.md.
@@ -87,11 +87,13 @@ def tables(report: Soak, runs: int) -> tuple[str, list[str]]:
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000, help="runs of every kind")
-    parser.add_argument("--grpc-hung", action="store_true", help="a gRPC check on a silent port")
+    parser.add_argument(
+        "--grpc-refused", action="store_true", help="the failing gRPC check on a refused port"
+    )
     args = parser.parse_args()
     rounds = math.ceil(args.runs / PER_KIND)
     with tempfile.TemporaryDirectory(prefix="healthd-soak-") as directory:
-        report = await soak(Path(directory), rounds, samples=10, grpc_hung=args.grpc_hung)
+        report = await soak(Path(directory), rounds, samples=10, grpc_hung=not args.grpc_refused)
     text, failures = tables(report, rounds * PER_KIND)
     RESULTS.mkdir(exist_ok=True)
     verdict = "All bounds held." if not failures else "Bounds broken: " + "; ".join(failures)

@@ -100,10 +100,10 @@ class Targets:
     nats_monitor: int
 
 
-def config(t: Targets, grpc_hung: bool = False) -> str:
-    """The daemon's config. `grpc_hung` adds a gRPC check against the silent listener: grpcio
-    keeps such a channel's socket ~20 s after `close()` (its minimum connect timeout), so
-    until the grpc check bounds that, fds climb with the run rate (bench/soak.py --grpc-hung).
+def config(t: Targets, grpc_hung: bool = True) -> str:
+    """The daemon's config. `grpc_hung` points a gRPC check at the silent listener: grpcio
+    keeps such a channel's socket retrying after `close()`, which the grpc check bounds with
+    its reconnect backoff (without it fds climbed with the run rate); False: a refused port.
     """
     no = f"127.0.0.1:{t.refused}"
     mute = f"127.0.0.1:{t.silent}"
@@ -227,7 +227,7 @@ async def soak(
     rounds: int,
     samples: int = 4,
     log: Callable[[str], None] = print,
-    grpc_hung: bool = False,
+    grpc_hung: bool = True,
 ) -> Soak:
     """`rounds` fresh evaluations (PER_KIND runs of every kind each); usage at `samples`
     evenly spaced points after a warm-up round."""
