@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?=
 
-.PHONY: run test lint typecheck tools services bench schema clean
+.PHONY: run test lint typecheck tools services bench schema openapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench: $(VENV)/.installed-test
 ## schema: regenerate config/healthd.schema.json from the models
 schema: $(VENV)/.installed-run
 	$(BIN)/healthd schema > config/healthd.schema.json
+
+## openapi: regenerate config/openapi.json (the probe and admin APIs)
+openapi: $(VENV)/.installed-run
+	$(BIN)/healthd openapi > config/openapi.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

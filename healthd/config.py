@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -26,7 +27,8 @@ from pydantic import (
 )
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning
+from ruamel.yaml.reader import ReaderError
 
 from healthd.checks import CheckSpec
 from healthd.checks.base import Model
@@ -217,18 +219,24 @@ def _locate(root: Any, loc: tuple[int | str, ...]) -> tuple[str, int | None]:
     node, path, line = root, "", None
     for part in loc:
         if isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-            line = node.lc.item(part)[0] + 1
+            line = _line(node, part, line)
             node, path = node[part], f"{path}[{part}]"
         elif isinstance(node, CommentedMap) and part in node:
-            line = node.lc.key(part)[0] + 1
+            line = _line(node, part, line)  # a key merged in by `<<:` has no position
             node, path = node[part], _join(path, part)
         elif isinstance(node, CommentedMap) and part == node.get("kind"):
             continue  # the discriminator segment pydantic inserts for tagged unions
         elif isinstance(part, str) and not part[:1].isupper() and "[" not in part:
             path = _join(path, part)  # a key that is missing from the file
         if line is None and isinstance(node, CommentedMap | CommentedSeq):
-            line = node.lc.line + 1
+            line = None if node.lc.line is None else node.lc.line + 1
     return path, line
+
+
+def _line(node: CommentedMap | CommentedSeq, part: int | str, line: int | None) -> int | None:
+    """The 1-based line of `node[part]` from ruamel's positions; a tagged node may have none."""
+    position = (node.lc.data or {}).get(part)
+    return position[0] + 1 if position else line
 
 
 def _message(error: Any) -> tuple[tuple[int | str, ...], str]:
@@ -263,11 +271,47 @@ def _split_path(path: str) -> Iterator[int | str]:
 def parse_settings(text: str, filename: str = "<config>") -> Settings:
     """Validate YAML text; raise ConfigError with one `file:line: path: why` line per problem."""
     try:
-        root = YAML(typ="rt").load(text)
+        return _parse(text, filename)
+    except RecursionError:  # ruamel's composer and _expand recurse once per nesting level
+        raise ConfigError(f"{filename}:1: invalid YAML: nested too deeply") from None
+
+
+def _load(text: str, filename: str) -> Any:
+    """The YAML tree of `text`; ConfigError, with a line, for anything the YAML reader rejects."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ReusedAnchorWarning)  # else 7 lines on stderr
+            return YAML(typ="rt").load(text)
+    except ReusedAnchorWarning as exc:  # the message ends with the second one's position
+        lines = re.findall(r"line (\d+), column", str(exc))
+        line = int(lines[-1]) if lines else 1
+        anchor = re.search(r"anchor '([^']*)'", str(exc))
+        name = anchor.group(1) if anchor else "?"
+        raise ConfigError(
+            f"{filename}:{line}: invalid YAML: anchor &{name:.40} defined twice"
+        ) from None
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{filename}:{mark.line + 1}" if mark is not None else filename
-        raise ConfigError(f"{where}: invalid YAML: {exc.problem}") from None
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        why = exc.problem or exc.context or "cannot be parsed"
+        raise ConfigError(f"{filename}:{line}: invalid YAML: {_one_line(why)}") from None
+    except ReaderError as exc:  # a character YAML does not allow in a stream (NUL, C0, C1)
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            f"{filename}:{line}: invalid YAML: character {exc.character!r} is not allowed"
+        ) from None
+    except (ValueError, TypeError, LookupError) as exc:
+        # a core tag's constructor (`!!int x`, `!!int` alone, `!!bool x`), or int() of a
+        # literal over 4300 digits: ruamel raises these bare, without a mark
+        raise ConfigError(f"{filename}:1: invalid YAML: {_one_line(str(exc))[:200]}") from None
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _parse(text: str, filename: str) -> Settings:
+    root = _load(text, filename)
     if root is None:
         root = CommentedMap()
     if not isinstance(root, CommentedMap):
@@ -279,7 +323,7 @@ def parse_settings(text: str, filename: str = "<config>") -> Settings:
         for err in env_errors:
             path, _, why = err.partition(": ")
             _, line = _locate(root, tuple(_split_path(path)))
-            lines.append(f"{filename}:{line or 1}: {path}: {why}")
+            lines.append(_one_line(f"{filename}:{line or 1}: {path}: {why}"))
         raise ConfigError("\n".join(lines))
     defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
     try:
@@ -289,7 +333,7 @@ def parse_settings(text: str, filename: str = "<config>") -> Settings:
         for error in exc.errors():
             loc, why = _message(error)
             path, line = _locate(root, loc)
-            lines.append(f"{filename}:{line or 1}: {path or '(top)'}: {why}")
+            lines.append(_one_line(f"{filename}:{line or 1}: {path or '(top)'}: {why}"))
         raise ConfigError("\n".join(dict.fromkeys(lines))) from None
 
 
