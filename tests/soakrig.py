@@ -252,6 +252,9 @@ async def soak(
     return report
 
 
+SETTLE_TRIES = 16  # tries 0.25 s apart for the daemon's fds to come back after the last round
+
+
 async def drive(daemon: Healthd, rounds: int, samples: int, log: Callable[[str], None]) -> Soak:
     report = Soak(rounds=rounds)
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -275,7 +278,15 @@ async def drive(daemon: Healthd, rounds: int, samples: int, log: Callable[[str],
                 log(f"round {n}/{rounds}: {report.usage[-1]}")
         report.seconds = time.monotonic() - started
         await asyncio.sleep(0.5)  # cancelled runs' clean-up (killpg grace, server cancels)
-        report.usage.append(await usage(daemon, rounds + 1))
+        # grpcio closes a silent target's socket on its own timer, up to a few seconds
+        # after the run: wait for the count to come back (a leak per run never does).
+        floor = min(u.fds for u in report.usage)
+        for _ in range(SETTLE_TRIES):
+            end = await usage(daemon, rounds + 1)
+            if end.fds <= floor + 2:
+                break
+            await asyncio.sleep(0.25)
+        report.usage.append(end)
         async with session.get(daemon.admin_url("/admin/state"), headers=auth) as response:
             report.inflight_at_end = (await response.json())["inflight_checks"]
     return report
