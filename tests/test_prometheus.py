@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -25,7 +23,7 @@ from healthd.deadline import Deadline
 from healthd.model import Outcome
 from healthd.observers import setup
 from healthd.testing import FakeCheck
-from tests.conftest import free_port
+from tests.conftest import free_port, need
 from tests.helpers import engine_with, settings
 from tests.procs import Healthd
 
@@ -39,13 +37,7 @@ NOT_METRICS = {"by", "without", "on", "ignoring", "group_left", "group_right", "
 
 
 def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not on PATH (apt-get install prometheus; scripts/services.sh does it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}; CI=true: a missing tool is a failure")
-        pytest.skip(message)
-    return path
+    return need(name, "for the Prometheus tests")
 
 
 async def exercised_registry() -> CollectorRegistry:
