@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import glob
 import os
 import shutil
@@ -98,22 +97,10 @@ def refused_port() -> int:
 @pytest.fixture
 def blackhole() -> Iterator[tuple[str, int]]:
     """A port whose accept queue is full: a TCP connect to it hangs (SYNs are dropped)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            filler.connect(("127.0.0.1", port))
-        fillers.append(filler)
-    try:
+    from tests import servers  # it imports this module
+
+    with servers.blackhole() as port:
         yield "127.0.0.1", port
-    finally:
-        for sock in [*fillers, listener]:
-            sock.close()
 
 
 @pytest.fixture(scope="session")
