@@ -42,16 +42,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from healthd import render
-    from healthd.api import ENDPOINTS
     from healthd.deadline import Deadline
     from healthd.durations import parse_duration
     from healthd.engine import Engine
+    from healthd.groups import ENDPOINTS, GROUPS, STARTUP
+    from healthd.web import render
 
     settings = _settings(args.config)
-    groups = {"readiness", "liveness", "startup", "health"} | set(ENDPOINTS)
     group = ENDPOINTS.get(args.group, args.group)
-    if group not in groups:
+    if group not in GROUPS:
         raise ConfigError(f"--group: unknown group {args.group!r} (readiness, liveness, health)")
     try:
         budget = parse_duration(args.timeout) if args.timeout else settings.deadline.default
@@ -61,9 +60,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     async def once() -> int:
         engine = Engine(settings)
         deadline = Deadline.after(budget - settings.deadline.margin)
-        target = "readiness" if group == "startup" else group
-        snapshot = await engine.evaluate(target, deadline, fresh=True)
-        await engine.stop()
+        target = "readiness" if group == STARTUP else group
+        try:
+            evaluation = await engine.runs.evaluate(target, deadline, fresh=True)
+        finally:
+            await engine.stop()
+        snapshot = evaluation.snapshot(engine.store)
         if args.json:
             print(json.dumps(render.snapshot_view(snapshot, details=True), indent=2))
         else:

@@ -11,10 +11,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from healthd.api import make_app
 from healthd.engine import Engine
 from healthd.model import Outcome
 from healthd.testing import FakeCheck, ManualClock
+from healthd.web.probes import make_app
 from tests.helpers import engine_with, settings
 
 Client = TestClient[web.Request, web.Application]

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 import schemathesis
 
-from healthd import render
+from healthd.web import render
 from healthd.model import CheckResult, CheckState, Outcome, Reason, Snapshot, State, Status
 from healthd.openapi import document
 

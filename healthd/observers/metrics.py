@@ -1,11 +1,12 @@
 """Prometheus metrics (DESIGN §7): names, types and labels are part of the contract.
 
 Two halves, one injected `CollectorRegistry`:
-- `StateCollector` reads the engine at scrape time (group states, check statuses, draining,
-  loop lag, build info), the shape of prometheus_client's `gc_collector.py`;
-- `Metrics` is an engine observer feeding counters and histograms from results and probes.
+- `StateCollector` reads the store's snapshot at scrape time (group states, check statuses,
+  draining) and the daemon's lag monitor, the shape of prometheus_client's `gc_collector.py`;
+- `Metrics` is a store observer feeding counters and histograms from results, plus two
+  plain calls: `probe(...)` from the probe handlers and `reload(ok)` from the daemon.
 
-Label values are config names and enums only, never error text. `on_probe` runs on every
+Label values are config names and enums only, never error text. `probe` runs on every
 probe request, so probe counts and histograms are plain integers kept by `ProbeStats`
 (no lock, no labelled child) and turned into metric families at scrape time.
 """
@@ -31,19 +32,20 @@ from prometheus_client.registry import Collector
 
 from healthd import __version__
 from healthd.checks.base import SpecBase
-from healthd.checks.loop import MONITOR
-from healthd.engine import Engine, Observer
+from healthd.events import Observer
+from healthd.groups import HEALTH
+from healthd.lag import LagMonitor
 from healthd.model import CheckResult, CheckState, Outcome, State, Status
+from healthd.store import Store
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-GROUPS = ("readiness", "liveness", "startup")
 
 
 class StateCollector(Collector):
-    """Gauges computed from the engine's current state at scrape time."""
+    """Gauges computed from the store's snapshot at scrape time."""
 
-    def __init__(self, engine: Engine, last_success: dict[str, float]) -> None:
-        self.engine = engine
+    def __init__(self, store: Store, lag: LagMonitor, last_success: dict[str, float]) -> None:
+        self.store, self.lag = store, lag
         self.last_success = last_success
 
     def describe(self) -> Iterable[Metric]:
@@ -52,12 +54,11 @@ class StateCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         families = self._families()
         state, status, up, last, draining, lag, info = families
-        engine = self.engine
-        for group in GROUPS:
-            current = engine.group_state(group, engine.states(engine.members(group)))
+        snapshot = self.store.snapshot(HEALTH)
+        for group, current in snapshot.groups.items():
             for s in State:
                 state.add_metric([group, s.value], 1.0 if s is current else 0.0)
-        checks: list[CheckState] = engine.states(engine.members("health"))
+        checks: tuple[CheckState, ...] = snapshot.checks
         for check in checks:
             for st in Status:
                 status.add_metric([check.name, check.kind, st.value], float(st is check.status))
@@ -66,8 +67,8 @@ class StateCollector(Collector):
             when = self.last_success.get(check.name)
             if when is not None:
                 last.add_metric([check.name], when)
-        draining.add_metric([], float(engine.draining))
-        lag.add_metric([], MONITOR.last)
+        draining.add_metric([], float(snapshot.draining))
+        lag.add_metric([], self.lag.last)
         info.add_metric([__version__], 1.0)
         return families
 
@@ -197,7 +198,8 @@ class Counted(Collector):
 
 
 class Metrics(Observer):
-    """Counters and histograms fed by the engine, plus the scrape-time collector."""
+    """Counters and histograms fed by the store and by plain calls, plus the scrape-time
+    collector."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         # No `_created` series; a process-wide switch in the client.
@@ -217,7 +219,7 @@ class Metrics(Observer):
         )  # fmt: skip
         self.probes = ProbeStats()
         reg.register(self.probes)
-        self.on_probe = self.probes.observe  # type: ignore[method-assign]  # the hot path
+        self.probe = self.probes.observe  # the hot path calls this: one bound method, no hop
         self.reloads = Counter(
             "healthd_config_reloads", "configuration reloads by result", ["result"], registry=reg
         )
@@ -228,10 +230,10 @@ class Metrics(Observer):
         self._durations: dict[tuple[str, str], Histogram] = {}
         self.collector: StateCollector | None = None
 
-    def bind(self, engine: Engine) -> None:
-        """Register the scrape-time collector for `engine` (once)."""
+    def bind(self, store: Store, lag: LagMonitor) -> None:
+        """Register the scrape-time collector for `store` (once)."""
         if self.collector is None:
-            self.collector = StateCollector(engine, self.last_success)
+            self.collector = StateCollector(store, lag, self.last_success)
             self.registry.register(self.collector)
 
     def count(self, name: str, documentation: str, read: Callable[[], int]) -> None:
@@ -242,7 +244,7 @@ class Metrics(Observer):
         """`GET /metrics`: text format, or OpenMetrics when `Accept` asks for it."""
         return web.get("/metrics", make_aiohttp_handler(self.registry))
 
-    # --- observer hooks ------------------------------------------------------------------------
+    # --- what the store emits ---------------------------------------------------------------
 
     def on_result(self, spec: SpecBase, result: CheckResult, state: CheckState) -> None:
         key = (spec.name, spec.kind)
@@ -258,5 +260,6 @@ class Metrics(Observer):
         if result.outcome.good:
             self.last_success[spec.name] = result.observed_at
 
-    def on_reload(self, ok: bool) -> None:
+    def reload(self, ok: bool) -> None:
+        """A config reload was attempted (ok=False: the file was invalid, nothing changed)."""
         self.reloads.labels("success" if ok else "failure").inc()
