@@ -7,8 +7,9 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from healthd.errors import ConfigError
 
@@ -21,6 +22,7 @@ examples:
   healthd check --group readiness            one evaluation, Nagios exit code (0/1/2/3)
   healthd probe http://127.0.0.1:8099/readyz --timeout 500ms
 """
+T = TypeVar("T")
 NAGIOS = {"healthy": 0, "degraded": 1, "unhealthy": 2, "unknown": 3, "draining": 2}
 
 
@@ -38,7 +40,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     configure(settings.logging)
     daemon = Daemon(settings, Path(args.config) if args.config else None)
-    asyncio.run(daemon.run_and_exit())
+    return run_loop(daemon.run_and_exit())  # never returns: run_and_exit ends the process
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)`, on uvloop when it is installed (the `speed` extra) unless
+    `HEALTHD_EVENT_LOOP=asyncio` says otherwise (bench/scale.py has the figures)."""
+    if os.environ.get("HEALTHD_EVENT_LOOP", "") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

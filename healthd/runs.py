@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from opentelemetry import trace
 from opentelemetry.trace import StatusCode, Tracer
 
 from healthd import runner
@@ -78,7 +77,7 @@ class Runs:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.tracer = tracer or trace.get_tracer("healthd")
+        self.tracer = tracer  # None: no tracing configured, so no spans at all (not even no-op)
         self.clock, self.wall = clock, wall
         self.checks: dict[str, Check] = {}
         self._inflight: dict[str, _Run] = {}
@@ -134,30 +133,45 @@ class Runs:
         else:
             spec = store.spec(only)
             names = (only,) if spec is not None and (fresh or spec.mode == "on_demand") else ()
-        with self.tracer.start_as_current_span(
-            "healthd.evaluate",
-            attributes={
-                "healthd.group": group,
-                "healthd.deadline_ms": round(max(0.0, deadline.at - started) * 1000, 3),
-            },
-        ) as span:
-            late: dict[str, CheckResult] = {}
-            tasks = {self.start(n, deadline): n for n in names if n not in exclude}
-            if tasks:
-                await asyncio.wait(tasks, timeout=max(0.0, deadline.at - self.clock()))
-                for task, name in tasks.items():
-                    if not task.done():
-                        late[name] = self._gave_up(name, task, deadline)
-                    elif not task.cancelled() and _unrecorded(store, name, task.result()):
-                        late[name] = task.result()
-            state = store.state_of(group, exclude, only, late)
-            span.set_attribute("healthd.state", state.value)
+        if self.tracer is None:
+            state, late = await self._wait(group, deadline, names, exclude, only)
+        else:
+            with self.tracer.start_as_current_span(
+                "healthd.evaluate",
+                attributes={
+                    "healthd.group": group,
+                    "healthd.deadline_ms": round(max(0.0, deadline.at - started) * 1000, 3),
+                },
+            ) as span:
+                state, late = await self._wait(group, deadline, names, exclude, only)
+                span.set_attribute("healthd.state", state.value)
         return Evaluation(
             group, state, max(0.0, deadline.at - started), self.clock() - started,
             tuple(exclude), only, late,
         )  # fmt: skip
 
     # --- internals --------------------------------------------------------------------------------
+
+    async def _wait(
+        self,
+        group: str,
+        deadline: Deadline,
+        names: Sequence[str],
+        exclude: Sequence[str],
+        only: str | None,
+    ) -> tuple[State, dict[str, CheckResult]]:
+        """Run `names` (sharing runs in flight) until done or `deadline`; the group's state
+        counting what this caller saw, and the results the store does not hold (late)."""
+        late: dict[str, CheckResult] = {}
+        tasks = {self.start(n, deadline): n for n in names if n not in exclude}
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(0.0, deadline.at - self.clock()))
+            for task, name in tasks.items():
+                if not task.done():
+                    late[name] = self._gave_up(name, task, deadline)
+                elif not task.cancelled() and _unrecorded(self.store, name, task.result()):
+                    late[name] = task.result()
+        return self.store.state_of(group, exclude, only, late), late
 
     def _gave_up(
         self, name: str, task: asyncio.Task[CheckResult], deadline: Deadline
@@ -188,28 +202,38 @@ class Runs:
             # and here must not eat the budget (a loop check would time out "after 0ms").
             deadline = Deadline.after(spec.timeout, self.clock)
         try:
-            with self.tracer.start_as_current_span(
-                "healthd.check",
-                attributes={
-                    "healthd.check.name": spec.name,
-                    "healthd.check.kind": spec.kind,
-                    "healthd.check.background": background,
-                },
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
+            if self.tracer is None:
                 result = await runner.run(spec, check, deadline, wall=self.wall)
-                span.set_attribute("healthd.check.timeout_ms", round(result.timeout * 1000, 3))
-                span.set_attribute("healthd.check.outcome", result.outcome.value)
-                span.set_attribute("healthd.check.reason", result.reason.value)
-                if not result.outcome.good:
-                    span.set_status(StatusCode.ERROR, result.message)
+            else:
+                result = await self._traced(spec, check, deadline, background, self.tracer)
             self.store.record(spec, result)
             return result
         finally:
             run = self._inflight.get(spec.name)
             if run is not None and run.task is asyncio.current_task():
                 del self._inflight[spec.name]
+
+    async def _traced(
+        self, spec: SpecBase, check: Check, deadline: Deadline, background: bool, tracer: Tracer
+    ) -> CheckResult:
+        """`runner.run` inside a `healthd.check` span (opened outside the run's timeout)."""
+        with tracer.start_as_current_span(
+            "healthd.check",
+            attributes={
+                "healthd.check.name": spec.name,
+                "healthd.check.kind": spec.kind,
+                "healthd.check.background": background,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            result = await runner.run(spec, check, deadline, wall=self.wall)
+            span.set_attribute("healthd.check.timeout_ms", round(result.timeout * 1000, 3))
+            span.set_attribute("healthd.check.outcome", result.outcome.value)
+            span.set_attribute("healthd.check.reason", result.reason.value)
+            if not result.outcome.good:
+                span.set_status(StatusCode.ERROR, result.message)
+        return result
 
 
 def _unrecorded(store: Store, name: str, result: CheckResult) -> bool:

@@ -203,3 +203,21 @@ async def test_a_background_run_that_starts_late_still_gets_its_whole_timeout() 
     assert fake.deadlines == [pytest.approx(0.5)]
     assert isinstance(result, CheckResult)
     assert result.outcome is Outcome.PASS
+
+
+async def test_callers_giving_up_on_a_run_share_one_timeout_result() -> None:
+    """200 callers with one budget on a hung check: one run, one shared timeout result,
+    every caller answered unhealthy at its deadline (not after it)."""
+    fake = FakeCheck(delay=5.0)
+    s = settings([{"name": "hung", "mode": "on_demand", "timeout": "5s", "interval": "10s"}])
+    engine = engine_with({"hung": fake}, s)
+    engine.runs.start("hung", Deadline.after(5.0))  # a run with a longer budget is in flight
+    deadline = Deadline.after(0.2)
+    evaluations = await asyncio.gather(
+        *(engine.runs.evaluate("readiness", deadline) for _ in range(200))
+    )
+    assert fake.calls == 1
+    assert len({id(e.late["hung"]) for e in evaluations}) == 1
+    assert evaluations[0].late["hung"].message == "timeout after 200ms"
+    assert {e.state for e in evaluations} == {State.UNHEALTHY}
+    await engine.stop()
