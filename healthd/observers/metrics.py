@@ -17,7 +17,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -35,7 +35,7 @@ from healthd.checks.base import SpecBase
 from healthd.events import Observer
 from healthd.groups import HEALTH
 from healthd.lag import LagMonitor
-from healthd.model import CheckResult, CheckState, Outcome, State, Status
+from healthd.model import CheckResult, CheckState, State, Status
 from healthd.store import Store
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -197,6 +197,47 @@ class Counted(Collector):
         yield CounterMetricFamily(self.name, self.documentation, value=float(self.read()))
 
 
+class RunStats(Collector):
+    """healthd_check_duration_seconds and healthd_check_runs_total in plain numbers: one
+    `observe` per check run (no lock, no labelled child), families built at scrape time."""
+
+    def __init__(self) -> None:
+        self.durations: dict[tuple[str, str], _Histogram] = {}
+        self.runs: dict[tuple[str, str, str], int] = {}
+
+    def observe(self, name: str, kind: str, outcome: str, duration: float) -> None:
+        key = (name, kind)
+        hist = self.durations.get(key)
+        if hist is None:
+            hist = self.durations[key] = _Histogram()
+        hist.observe(duration)
+        run_key = (name, kind, outcome)
+        self.runs[run_key] = self.runs.get(run_key, 0) + 1
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        durations, runs = families = self._families()
+        for labels, hist in list(self.durations.items()):
+            durations.add_metric(list(labels), hist.cumulative(), hist.total)
+        for run_labels, count in list(self.runs.items()):
+            runs.add_metric(list(run_labels), float(count))
+        return families
+
+    @staticmethod
+    def _families() -> tuple[HistogramMetricFamily, CounterMetricFamily]:
+        return (
+            HistogramMetricFamily(
+                "healthd_check_duration_seconds", "duration of check runs",
+                labels=["check", "kind"],
+            ),
+            CounterMetricFamily(
+                "healthd_check_runs", "check runs by outcome", labels=["check", "kind", "outcome"]
+            ),
+        )  # fmt: skip
+
+
 class Metrics(Observer):
     """Counters and histograms fed by the store and by plain calls, plus the scrape-time
     collector."""
@@ -209,14 +250,8 @@ class Metrics(Observer):
         ProcessCollector(registry=reg)
         GCCollector(registry=reg)
         PlatformCollector(registry=reg)
-        self.check_duration = Histogram(
-            "healthd_check_duration_seconds", "duration of check runs",
-            ["check", "kind"], registry=reg, buckets=BUCKETS,
-        )  # fmt: skip
-        self.check_runs = Counter(
-            "healthd_check_runs_total", "check runs by outcome",
-            ["check", "kind", "outcome"], registry=reg,
-        )  # fmt: skip
+        self.check_runs = RunStats()
+        reg.register(self.check_runs)
         self.probes = ProbeStats()
         reg.register(self.probes)
         self.probe = self.probes.observe  # the hot path calls this: one bound method, no hop
@@ -226,8 +261,6 @@ class Metrics(Observer):
         for result in ("success", "failure"):
             self.reloads.labels(result)
         self.last_success: dict[str, float] = {}
-        self._runs: dict[tuple[str, str, Outcome], Counter] = {}
-        self._durations: dict[tuple[str, str], Histogram] = {}
         self.collector: StateCollector | None = None
 
     def bind(self, store: Store, lag: LagMonitor) -> None:
@@ -247,16 +280,7 @@ class Metrics(Observer):
     # --- what the store emits ---------------------------------------------------------------
 
     def on_result(self, spec: SpecBase, result: CheckResult, state: CheckState) -> None:
-        key = (spec.name, spec.kind)
-        hist = self._durations.get(key)
-        if hist is None:
-            hist = self._durations[key] = self.check_duration.labels(*key)
-        hist.observe(result.duration)
-        run_key = (spec.name, spec.kind, result.outcome)
-        runs = self._runs.get(run_key)
-        if runs is None:
-            runs = self._runs[run_key] = self.check_runs.labels(*key, result.outcome.value)
-        runs.inc()
+        self.check_runs.observe(spec.name, spec.kind, result.outcome.value, result.duration)
         if result.outcome.good:
             self.last_success[spec.name] = result.observed_at
 
