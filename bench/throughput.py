@@ -1,11 +1,13 @@
 """Cached /readyz vs a bare aiohttp handler returning the same bytes: rates and their ratio.
 
 Both servers run on core 0 (taskset), wrk on core 1; runs alternate A/B so drift on a
-shared machine hits both sides alike. The figure is the ratio of medians.
+shared machine hits both sides alike. The figure is the ratio of medians. Both run on the
+same event loop, once on asyncio's and once on uvloop's when it is installed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import statistics
@@ -56,33 +58,40 @@ def main() -> int:
     bare_url = f"http://127.0.0.1:{bare_port}/readyz"
     healthd_url = f"http://127.0.0.1:{healthd_port}/readyz"
     rows, notes = [], []
+    loops = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "bench.yaml"
         cfg.write_text(CONFIG.format(port=healthd_port, admin=admin))
-        bare = start([python(), str(here / "bare_server.py"), str(bare_port)], bare_port)
-        daemon = start([python(), "-m", "healthd", "run", "-c", str(cfg)], healthd_port)
-        try:
-            for name, headers in SCENARIOS.items():
-                wrk(bare_url, headers)  # warm-up both
-                wrk(healthd_url, headers)
-                bare_rates, healthd_rates = [], []
-                for _ in range(ROUNDS):
-                    bare_rates.append(wrk(bare_url, headers))
-                    healthd_rates.append(wrk(healthd_url, headers))
-                b, h = statistics.median(bare_rates), statistics.median(healthd_rates)
-                rows.append([name, f"{b:,.0f}", f"{h:,.0f}", f"{h / b:.2f}"])
-                ratios = zip(healthd_rates, bare_rates, strict=True)
-                notes.append(f"{name}: " + ", ".join(f"{x / y:.2f}" for x, y in ratios))
-        finally:
-            stop(bare)
-            stop(daemon)
+        for loop in loops:
+            env = {"HEALTHD_EVENT_LOOP": loop}
+            bare = start(
+                [python(), str(here / "bare_server.py"), str(bare_port)], bare_port, env=env
+            )
+            daemon = start(
+                [python(), "-m", "healthd", "run", "-c", str(cfg)], healthd_port, env=env
+            )
+            try:
+                for name, headers in SCENARIOS.items():
+                    wrk(bare_url, headers)  # warm-up both
+                    wrk(healthd_url, headers)
+                    bare_rates, healthd_rates = [], []
+                    for _ in range(ROUNDS):
+                        bare_rates.append(wrk(bare_url, headers))
+                        healthd_rates.append(wrk(healthd_url, headers))
+                    b, h = statistics.median(bare_rates), statistics.median(healthd_rates)
+                    rows.append([loop, name, f"{b:,.0f}", f"{h:,.0f}", f"{h / b:.2f}"])
+                    ratios = zip(healthd_rates, bare_rates, strict=True)
+                    notes.append(f"{loop}, {name}: " + ", ".join(f"{x / y:.2f}" for x, y in ratios))
+            finally:
+                stop(bare)
+                stop(daemon)
     text = (
         f"wrk -t1 -c{CONNECTIONS} -d{SECONDS}s; servers on core 0, wrk on core 1; median of "
         f"{ROUNDS} alternating rounds (bare, healthd, bare, ...). Per-round ratios: "
         + "; ".join(notes)
         + ". Goal: ratio >= 0.9."
     )
-    header = ["requests", "bare aiohttp req/s", "healthd cached /readyz req/s", "ratio"]
+    header = ["loop", "requests", "bare aiohttp req/s", "healthd cached /readyz req/s", "ratio"]
     write_table("throughput", "Cached /readyz vs a bare aiohttp handler", header, rows, text)
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Coroutine, Sequence
@@ -52,7 +53,9 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
         except ImportError:
             pass
         else:
+            logging.getLogger("healthd").info("event loop: uvloop")
             return uvloop.run(main)
+    logging.getLogger("healthd").info("event loop: asyncio")
     return asyncio.run(main)
 
 
