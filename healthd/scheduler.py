@@ -10,6 +10,7 @@ use the check's own `timeout` as their deadline (DESIGN §3).
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from healthd.deadline import Clock, Deadline
 Start = Callable[[str, Deadline, bool], "asyncio.Future[Any]"]
 JITTER = 0.1  # ± fraction of the interval between background runs
 FIRST_RUN_SPREAD = 1.0  # at start, first runs spread over up to this many seconds
+TICK = 0.01  # due times are rounded up to this: one loop wake-up starts every run due in it
 
 
 class Scheduler:
@@ -69,7 +71,10 @@ class Scheduler:
 
     def _arm(self, spec: SpecBase, delay: float) -> None:
         loop = asyncio.get_running_loop()
-        self._timers[spec.name] = loop.call_later(delay, self._due, spec)
+        when = loop.time() + delay
+        if delay > 0:  # runs due in one tick start together (a run meant "at once" is not held)
+            when = math.ceil(when / TICK) * TICK
+        self._timers[spec.name] = loop.call_at(when, self._due, spec)
 
     def _due(self, spec: SpecBase) -> None:
         if self._specs.get(spec.name) is not spec:
