@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from healthd.deadline import Deadline
-from healthd.scheduler import FIRST_RUN_SPREAD, Scheduler
+from healthd.scheduler import FIRST_RUN_SPREAD, TICK, Scheduler
 from tests.helpers import settings
 
 
@@ -29,3 +29,19 @@ async def test_loop_checks_run_at_start_and_the_others_are_spread() -> None:
     assert runs == ["lag"]
     assert due is not None
     assert 0 <= due - asyncio.get_running_loop().time() <= FIRST_RUN_SPREAD
+
+
+async def test_due_times_fall_on_ticks_so_runs_start_together() -> None:
+    """A delayed run is due on a TICK boundary: checks due within one tick share a wake-up."""
+
+    def start(name: str, deadline: Deadline, background: bool) -> asyncio.Future[None]:
+        return asyncio.get_running_loop().create_future()
+
+    scheduler = Scheduler(start, time.monotonic)
+    s = settings([{"name": f"c{i}", "interval": "10s"} for i in range(20)])
+    scheduler.start(list(s.checks))
+    dues = [scheduler.due(f"c{i}") for i in range(20)]
+    scheduler.stop()
+    for due in dues:
+        assert due is not None
+        assert abs(due / TICK - round(due / TICK)) < 1e-6
