@@ -22,9 +22,10 @@ from healthd.config import Settings
 from healthd.deadline import Budgets, Deadline
 from healthd.engine import Engine
 from healthd.errors import BudgetError
-from healthd.groups import CHECK_PATHS, ENDPOINTS
+from healthd.groups import CHECK_PATHS, ENDPOINTS, GROUPS
 from healthd.model import State
 from healthd.runs import Evaluation
+from healthd.store import Store
 from healthd.web import render
 from healthd.web.base import MAX_BODY, Handler, InFlight, authorized, error
 
@@ -43,11 +44,14 @@ class ProbeCounter(Protocol):
 class Answers:
     """What the answers take from the settings, rebuilt when a reload replaces them."""
 
-    __slots__ = ("always", "budgets", "by_state", "margin", "settings", "token")
+    __slots__ = ("always", "budgets", "by_state", "cacheable", "margin", "settings", "token")
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         server, cfg = settings.server, settings.deadline
         self.settings = settings
+        # Groups with nothing to run on a probe (no `on_demand` member): a status-only answer
+        # is their state. The store was configured from these settings before they were set.
+        self.cacheable = frozenset(g for g in GROUPS if not store.on_demand(g))
         self.by_state = {s: (server.status_codes[s], render.status_body(s)) for s in State}
         self.budgets = Budgets(cfg.default, cfg.max, cfg.offset)
         self.margin = cfg.margin
@@ -64,11 +68,11 @@ class Probes:
     def __init__(self, engine: Engine, inflight: InFlight, metrics: ProbeCounter | None) -> None:
         self.engine, self.inflight, self.metrics = engine, inflight, metrics
         self.renderer = render.Renderer()
-        self._answers = Answers(engine.settings)
+        self._answers = Answers(engine.settings, engine.store)
 
     def answers(self) -> Answers:
         if self._answers.settings is not self.engine.settings:
-            self._answers = Answers(self.engine.settings)
+            self._answers = Answers(self.engine.settings, self.engine.store)
         return self._answers
 
     def handler(self, endpoint: str) -> Handler:
@@ -93,7 +97,7 @@ class Probes:
                 and not inflight.closing
                 and "Authorization" not in headers  # a token may show details: the slow path
                 and render.HEALTH_JSON not in headers.get("Accept", "")
-                and not store.on_demand(group)
+                and group in answers.cacheable
             ):
                 budget = answers.budgets.fast(headers)  # None: the slow path parses (or 400s)
                 if budget is not None:
