@@ -69,6 +69,7 @@ def main() -> int:
     healthd_url = f"http://127.0.0.1:{healthd_port}/readyz"
     rows, notes = [], []
     loops = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
+    loops = os.environ.get("BENCH_LOOPS", ",".join(loops)).split(",")
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "bench.yaml"
         cfg.write_text(CONFIG.format(port=healthd_port, admin=admin))
