@@ -251,7 +251,7 @@ def _has(module: str) -> bool:
 
 
 def _uvloop() -> bool:
-    return _has("uvloop") and os.environ.get("HEALTHD_EVENT_LOOP", "") != "asyncio"
+    return _has("uvloop") and os.environ.get("HEALTHD_EVENT_LOOP", "") == "uvloop"
 
 
 if __name__ == "__main__":

@@ -45,17 +45,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(main)`, on uvloop when it is installed (the `speed` extra) unless
-    `HEALTHD_EVENT_LOOP=asyncio` says otherwise (bench/scale.py has the figures)."""
-    if os.environ.get("HEALTHD_EVENT_LOOP", "") != "asyncio":
+    """`asyncio.run(main)`, or on uvloop with `HEALTHD_EVENT_LOOP=uvloop` (the `speed` extra).
+
+    uvloop halves the CPU of a tcp check run (bench/scale.py) but is not the default: its
+    subprocesses are forked where grpcio's fork handlers run, and `exec` children of a
+    daemon that also runs `grpc` checks were seen dying of SIGSEGV/SIGABRT under load.
+    """
+    log = logging.getLogger("healthd")
+    if os.environ.get("HEALTHD_EVENT_LOOP", "") == "uvloop":
         try:
             import uvloop
         except ImportError:
-            pass
+            log.warning("HEALTHD_EVENT_LOOP=uvloop, but uvloop is not installed: asyncio")
         else:
-            logging.getLogger("healthd").info("event loop: uvloop")
+            log.info("event loop: uvloop")
             return uvloop.run(main)
-    logging.getLogger("healthd").info("event loop: asyncio")
+    log.info("event loop: asyncio")
     return asyncio.run(main)
 
 
