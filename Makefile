@@ -47,6 +47,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/checks.py
 	$(BIN)/python bench/shutdown.py
 	$(BIN)/python bench/soak.py
+	$(BIN)/python bench/scale.py
 
 ## schema: regenerate config/healthd.schema.json from the models
 schema: $(VENV)/.installed-run

@@ -42,8 +42,13 @@ def pinned(cpu: int, argv: list[str]) -> list[str]:
     return argv
 
 
-def start(argv: list[str], port: int, cpu: int = 0) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(pinned(cpu, argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start(
+    argv: list[str], port: int, cpu: int = 0, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    environ = {**os.environ, **(env or {})}
+    proc = subprocess.Popen(
+        pinned(cpu, argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environ
+    )
     wait_listening(port)
     return proc
 

@@ -7,6 +7,8 @@ import sys
 
 from aiohttp import web
 
+from healthd.cli import run_loop  # the same event loop healthd runs on (HEALTHD_EVENT_LOOP)
+
 BODY = b'{"status":"healthy"}'
 
 
@@ -26,4 +28,4 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    run_loop(main(int(sys.argv[1])))

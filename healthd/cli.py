@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from healthd.errors import ConfigError
 
@@ -21,6 +23,7 @@ examples:
   healthd check --group readiness            one evaluation, Nagios exit code (0/1/2/3)
   healthd probe http://127.0.0.1:8099/readyz --timeout 500ms
 """
+T = TypeVar("T")
 NAGIOS = {"healthy": 0, "degraded": 1, "unhealthy": 2, "unknown": 3, "draining": 2}
 
 
@@ -38,20 +41,39 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     configure(settings.logging)
     daemon = Daemon(settings, Path(args.config) if args.config else None)
-    asyncio.run(daemon.run_and_exit())
+    return run_loop(daemon.run_and_exit())  # never returns: run_and_exit ends the process
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)`, or on uvloop with `HEALTHD_EVENT_LOOP=uvloop` (the `speed` extra).
+
+    uvloop halves the CPU of a tcp check run (bench/scale.py) but is not the default: its
+    subprocesses are forked where grpcio's fork handlers run, and `exec` children of a
+    daemon that also runs `grpc` checks were seen dying of SIGSEGV/SIGABRT under load.
+    """
+    log = logging.getLogger("healthd")
+    if os.environ.get("HEALTHD_EVENT_LOOP", "") == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("HEALTHD_EVENT_LOOP=uvloop, but uvloop is not installed: asyncio")
+        else:
+            log.info("event loop: uvloop")
+            return uvloop.run(main)
+    log.info("event loop: asyncio")
+    return asyncio.run(main)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from healthd import render
-    from healthd.api import ENDPOINTS
     from healthd.deadline import Deadline
     from healthd.durations import parse_duration
     from healthd.engine import Engine
+    from healthd.groups import ENDPOINTS, GROUPS, STARTUP
+    from healthd.web import render
 
     settings = _settings(args.config)
-    groups = {"readiness", "liveness", "startup", "health"} | set(ENDPOINTS)
     group = ENDPOINTS.get(args.group, args.group)
-    if group not in groups:
+    if group not in GROUPS:
         raise ConfigError(f"--group: unknown group {args.group!r} (readiness, liveness, health)")
     try:
         budget = parse_duration(args.timeout) if args.timeout else settings.deadline.default
@@ -61,9 +83,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     async def once() -> int:
         engine = Engine(settings)
         deadline = Deadline.after(budget - settings.deadline.margin)
-        target = "readiness" if group == "startup" else group
-        snapshot = await engine.evaluate(target, deadline, fresh=True)
-        await engine.stop()
+        target = "readiness" if group == STARTUP else group
+        try:
+            evaluation = await engine.runs.evaluate(target, deadline, fresh=True)
+        finally:
+            await engine.stop()
+        snapshot = evaluation.snapshot(engine.store)
         if args.json:
             print(json.dumps(render.snapshot_view(snapshot, details=True), indent=2))
         else:

@@ -35,12 +35,12 @@ from healthd.checks.base import Model
 from healthd.checks.loop import LoopSpec
 from healthd.durations import Duration
 from healthd.errors import ConfigError
+from healthd.groups import CONFIGURABLE, Membership
 from healthd.model import State
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _LISTEN = r"^(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]*):\d{1,5}$"
-GROUPS = ("readiness", "liveness")
 IMPLICIT_LOOP_NAMES = ("loop", "event-loop", "healthd-loop")  # the first one not taken
 
 DEFAULT_STATUS_CODES = {
@@ -152,7 +152,7 @@ class Settings(Model):
             if check.name in seen:
                 raise ValueError(f"checks[{i}].name: duplicate check name {check.name!r}")
             seen.add(check.name)
-        for group in GROUPS:
+        for group in CONFIGURABLE:
             spec = getattr(self.groups, group)
             for key in ("include", "exclude"):
                 for j, pattern in enumerate(getattr(spec, key) if spec else ()):
@@ -162,22 +162,14 @@ class Settings(Model):
 
     def members(self, group: str) -> list[str]:
         """Names of the checks in `group` (`readiness`, `liveness`, `startup`, `health`)."""
-        names = [c.name for c in self.all_checks]
-        if group == "health":
-            return names
-        if group == "readiness" and self._implicit_loop is not None:
-            names.remove(self._implicit_loop.name)
-        if group == "startup":
-            return [n for n in self.members("readiness") if self.check(n).critical]
-        spec = getattr(self.groups, group)
-        if spec is None:  # liveness by default: checks about healthd itself
-            return [c.name for c in self.all_checks if c.kind == "loop"]
-        return [
-            n
-            for n in names
-            if any(fnmatch.fnmatchcase(n, p) for p in spec.include)
-            and not any(fnmatch.fnmatchcase(n, p) for p in spec.exclude)
-        ]
+        return list(self.membership().members[group])
+
+    def membership(self) -> Membership:
+        """Every group's members (groups.py decides; this only hands it the config)."""
+        implicit = self._implicit_loop.name if self._implicit_loop is not None else None
+        return Membership.of(
+            self.all_checks, self.groups.readiness, self.groups.liveness, implicit=implicit
+        )
 
     def check(self, name: str) -> Any:
         return next(c for c in self.all_checks if c.name == name)

@@ -35,9 +35,11 @@ class Deadline:
     def expired(self) -> bool:
         return self.clock() >= self.at
 
-    def child(self, limit: float) -> Deadline:
-        """The earlier of this deadline and `limit` seconds from now."""
-        return Deadline(min(self.at, self.clock() + limit), self.clock)
+    def child(self, limit: float, now: float | None = None) -> Deadline:
+        """The earlier of this deadline and `limit` seconds from `now` (default: the clock's
+        now): `min(check.timeout, remaining budget)`, the one place it is computed."""
+        start = self.clock() if now is None else now
+        return Deadline(min(self.at, start + limit), self.clock)
 
     def headers(self) -> dict[str, str]:
         """What an onward HTTP call sends so the next hop answers within our budget."""
@@ -61,6 +63,25 @@ def parse_grpc_timeout(text: str) -> float:
     return int(text[:-1]) * _GRPC_UNITS[text[-1]]
 
 
+def _header_ms(name: str) -> Callable[[str, float], float]:
+    return lambda text, offset: _number(name, text) / 1000
+
+
+def _scrape(text: str, offset: float) -> float:
+    return max(0.0, _number(PROMETHEUS, text) - offset)
+
+
+PROMETHEUS = "X-Prometheus-Scrape-Timeout-Seconds"
+HEADERS: tuple[tuple[str, Callable[[str, float], float]], ...] = (
+    (HEADER, _header_ms(HEADER)),
+    ("grpc-timeout", lambda text, offset: parse_grpc_timeout(text)),
+    (PROMETHEUS, _scrape),
+    ("x-envoy-expected-rq-timeout-ms", _header_ms("x-envoy-expected-rq-timeout-ms")),
+)
+"""The inbound budget's headers, first found wins (after the `?timeout=` query): the one
+precedence list (DESIGN §3). Each parses its text (given `deadline.offset`) to seconds."""
+
+
 def inbound_budget(
     query: Mapping[str, str],
     headers: Mapping[str, str],
@@ -73,26 +94,53 @@ def inbound_budget(
 
     Raises BudgetError (→ 400) when the first value found cannot be parsed.
     """
-    budget: float
+    budget = default
     if "timeout" in query:
         try:
             budget = parse_duration(query["timeout"])
         except ValueError as exc:
             raise BudgetError(f"?timeout: {exc}") from None
-    elif HEADER in headers:
-        budget = _number(HEADER, headers[HEADER]) / 1000
-    elif "grpc-timeout" in headers:
-        budget = parse_grpc_timeout(headers["grpc-timeout"])
-    elif "X-Prometheus-Scrape-Timeout-Seconds" in headers:
-        scrape = _number(
-            "X-Prometheus-Scrape-Timeout-Seconds", headers["X-Prometheus-Scrape-Timeout-Seconds"]
-        )
-        budget = max(0.0, scrape - offset)
-    elif "x-envoy-expected-rq-timeout-ms" in headers:
-        budget = _number(
-            "x-envoy-expected-rq-timeout-ms", headers["x-envoy-expected-rq-timeout-ms"]
-        )
-        budget /= 1000
     else:
-        budget = default
+        for name, parse in HEADERS:
+            text = headers.get(name)
+            if text is not None:
+                budget = parse(text, offset)
+                break
     return min(budget, maximum)
+
+
+class Budgets:
+    """`inbound_budget` for one `deadline:` config, with a fast path for the probe hot path.
+
+    `fast(headers)` answers a request without a query from the default or from a header
+    text seen before (a kubelet sends the same `X-Request-Timeout-Ms` every time), and
+    None when `parse` must decide (a new text, or one that is a 400).
+    """
+
+    MEMO = 16  # distinct header texts remembered
+
+    def __init__(self, default: float, maximum: float, offset: float) -> None:
+        self.default, self.maximum, self.offset = min(default, maximum), maximum, offset
+        self._memo: dict[str, dict[str, float]] = {name: {} for name, _ in HEADERS}
+        self._remembered = 0
+
+    def fast(self, headers: Mapping[str, str]) -> float | None:
+        for name, _ in HEADERS:
+            text = headers.get(name)
+            if text is not None:
+                return self._memo[name].get(text)
+        return self.default
+
+    def parse(self, query: Mapping[str, str], headers: Mapping[str, str]) -> float:
+        """The budget (BudgetError when unparseable); remembers header texts for `fast`."""
+        budget = inbound_budget(
+            query, headers, default=self.default, maximum=self.maximum, offset=self.offset
+        )
+        if "timeout" not in query and self._remembered < self.MEMO:
+            for name, _ in HEADERS:
+                text = headers.get(name)
+                if text is not None:
+                    self._memo[name][text] = budget
+                    self._remembered += 1
+                    break
+        return budget

@@ -30,13 +30,15 @@ def evaluate(
     else:
         tripped = not good and failures >= failure_threshold
         status = Status(result.outcome.value) if tripped or good else current
-    return replace(
-        state,
-        status=status,
-        last=result,
-        consecutive_failures=failures,
-        consecutive_successes=successes,
-        ever_passed=state.ever_passed or result.outcome is Outcome.PASS,
+    return CheckState(  # built directly: dataclasses.replace costs more than the rest here
+        state.name,
+        state.kind,
+        state.critical,
+        status,
+        result,
+        failures,
+        successes,
+        state.ever_passed or result.outcome is Outcome.PASS,
     )
 
 

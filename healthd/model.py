@@ -1,6 +1,6 @@
 """The values that travel through healthd: frozen, slotted, no I/O.
 
-Observation ─(runner)─▶ CheckResult ─(evaluator)─▶ CheckState ─(aggregator)─▶ Snapshot
+Observation ─(runner)─▶ CheckResult ─(evaluator)─▶ CheckState ─(store)─▶ Snapshot
 """
 
 from __future__ import annotations
@@ -107,7 +107,11 @@ class CheckState:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """One group's state and the checks behind it, as of one evaluation."""
+    """One group's state and the checks behind it, as of one generation of the store.
+
+    `checks` is shared by every reader of that generation (the store builds it once);
+    `deadline` and `elapsed` are the one caller's, `groups` every group's state then.
+    """
 
     group: str
     state: State
@@ -116,4 +120,27 @@ class Snapshot:
     excluded: tuple[str, ...] = ()
     deadline: float | None = None  # the budget this evaluation had, seconds
     elapsed: float = 0.0
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    groups: Mapping[str, State] = field(default_factory=dict)
+    generation: int = 0
+
+
+POSTABLE = {"pass": Outcome.PASS, "warn": Outcome.WARN, "fail": Outcome.FAIL}
+BEAT_MESSAGE_LIMIT = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """A heartbeat the application posted (admin API), kept by the store."""
+
+    outcome: Outcome
+    message: str
+    at: float  # monotonic
+
+    @classmethod
+    def parse(cls, status: str, message: str, at: float) -> Beat:
+        """A beat from a posted `status` (pass, warn or fail: ValueError otherwise)."""
+        outcome = POSTABLE.get(status)
+        if outcome is None:
+            raise ValueError(f"status must be one of pass, warn, fail (got {status!r:.40})")
+        line = message.strip().splitlines()[0] if message.strip() else ""
+        return cls(outcome, line[:BEAT_MESSAGE_LIMIT], at)

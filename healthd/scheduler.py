@@ -1,65 +1,88 @@
-"""Background runs: one loop per `background` check, every `interval` with jitter.
+"""Background runs: each `background` check runs every `interval` (± jitter).
 
-Each loop asks the engine for a run (`run(name, deadline)`), which shares a run already
-in flight for that check (a probe's `?fresh=1`, say) instead of starting a second one.
-The loops are tasks the scheduler holds; `stop()` cancels and awaits every one.
+No task per check: a check waits for its next run as one timer on the event loop
+(`loop.call_later`), and its timer is set again when its run ends. A run is asked of
+`start(name, deadline)` (runs.Runs), which shares a run already in flight for that
+check (a probe's `?fresh=1`, say) instead of starting a second one. Background runs
+use the check's own `timeout` as their deadline (DESIGN §3).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import Any
 
 from healthd.checks.base import SpecBase
 from healthd.deadline import Clock, Deadline
 
-Sleep = Callable[[float], Awaitable[None]]
-Run = Callable[[str, Deadline], Awaitable[object]]
+Start = Callable[[str, Deadline, bool], "asyncio.Future[Any]"]
 JITTER = 0.1  # ± fraction of the interval between background runs
 FIRST_RUN_SPREAD = 1.0  # at start, first runs spread over up to this many seconds
+TICK = 0.01  # due times are rounded up to this: one loop wake-up starts every run due in it
 
 
 class Scheduler:
-    def __init__(self, run: Run, clock: Clock, sleep: Sleep) -> None:
-        self._run, self.clock, self.sleep = run, clock, sleep
-        self._loops: dict[str, asyncio.Task[None]] = {}
+    def __init__(self, start: Start, clock: Clock) -> None:
+        self._start, self.clock = start, clock
+        self._specs: dict[str, SpecBase] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
         self.running = False  # started and not stopped
 
     def start(self, specs: list[SpecBase]) -> None:
-        """Start a loop for each background check, their first runs spread out."""
+        """Schedule each background check, their first runs spread out."""
         self.running = True
         for spec in specs:
             self.add(spec, jitter=True)
 
     def add(self, spec: SpecBase, jitter: bool = False) -> None:
-        """Start `spec`'s loop (if it runs in the background and has none yet).
+        """Schedule `spec` (if it runs in the background and is not scheduled yet).
 
         Without `jitter` the first run is at once: a check added by a reload is what
         readiness waits on.
         """
-        if self.running and spec.mode == "background" and spec.name not in self._loops:
-            self._loops[spec.name] = asyncio.get_running_loop().create_task(
-                self._loop(spec, jitter), name=f"check:{spec.name}"
-            )
+        if self.running and spec.mode == "background" and spec.name not in self._specs:
+            self._specs[spec.name] = spec
+            spread = jitter and spec.spread_first_run  # (a `loop` check runs at once)
+            first = random.uniform(0, min(spec.interval, FIRST_RUN_SPREAD)) if spread else 0.0  # noqa: S311
+            self._arm(spec, first)
 
-    async def remove(self, name: str) -> None:
-        task = self._loops.pop(name, None)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    def due(self, name: str) -> float | None:
+        """When `name` runs next (loop time), or None while it runs or is not scheduled."""
+        timer = self._timers.get(name)
+        return timer.when() if timer is not None else None
 
-    async def stop(self) -> None:
-        """Cancel every loop and wait for them."""
+    def remove(self, name: str) -> None:
+        """Stop scheduling `name` (a run in flight finishes; runs.Runs owns it)."""
+        self._specs.pop(name, None)
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    def stop(self) -> None:
+        """Cancel every timer; nothing is scheduled after this."""
         self.running = False
-        tasks, self._loops = list(self._loops.values()), {}
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._specs.clear()
 
-    async def _loop(self, spec: SpecBase, jitter: bool) -> None:
-        if jitter and spec.spread_first_run:
-            await self.sleep(random.uniform(0, min(spec.interval, FIRST_RUN_SPREAD)))  # noqa: S311
-        while True:
-            await self._run(spec.name, Deadline.after(spec.timeout, self.clock))
-            await self.sleep(spec.interval * random.uniform(1 - JITTER, 1 + JITTER))  # noqa: S311
+    def _arm(self, spec: SpecBase, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        if delay > 0:  # runs due in one tick start together (a run meant "at once" is not held)
+            when = math.ceil(when / TICK) * TICK
+        self._timers[spec.name] = loop.call_at(when, self._due, spec)
+
+    def _due(self, spec: SpecBase) -> None:
+        if self._specs.get(spec.name) is not spec:
+            return  # removed (or replaced by a reload) since the timer was set
+        del self._timers[spec.name]
+        run = self._start(spec.name, Deadline.after(spec.timeout, self.clock), True)
+        run.add_done_callback(lambda _: self._done(spec))
+
+    def _done(self, spec: SpecBase) -> None:
+        if self.running and self._specs.get(spec.name) is spec and spec.name not in self._timers:
+            self._arm(spec, spec.interval * random.uniform(1 - JITTER, 1 + JITTER))  # noqa: S311

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from healthd.checks.base import SpecBase
+from healthd.checks.base import Context, SpecBase
 from healthd.config import Settings, parse_settings
 from healthd.engine import Engine
 from healthd.testing import FakeCheck
@@ -20,7 +20,7 @@ def settings(checks: list[dict[str, Any]], **top: Any) -> Settings:
 
 
 def engine_with(fakes: dict[str, FakeCheck], s: Settings, **kwargs: Any) -> Engine:
-    def build(spec: SpecBase) -> Any:
-        return fakes[spec.name] if spec.name in fakes else spec.build()
+    def build(spec: SpecBase, context: Context) -> Any:
+        return fakes[spec.name] if spec.name in fakes else spec.build(context)
 
     return Engine(s, build=build, **kwargs)

@@ -11,10 +11,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from healthd.api import make_app
 from healthd.engine import Engine
 from healthd.model import Outcome
 from healthd.testing import FakeCheck, ManualClock
+from healthd.web.probes import make_app
 from tests.helpers import engine_with, settings
 
 Client = TestClient[web.Request, web.Application]
@@ -305,3 +305,17 @@ async def test_fresh_that_is_not_a_boolean_is_400(aiohttp_client: MakeClient, va
     assert await resp.json() == {"error": f"?fresh: {value!r} is not a boolean (use 1 or 0)"}
     assert resp.headers["Cache-Control"] == "no-store"
     assert fake.calls == 1
+
+
+async def test_a_reload_to_on_demand_leaves_the_cached_path(aiohttp_client: MakeClient) -> None:
+    """A check reloaded from background to on_demand is run by the next /readyz."""
+    fake = FakeCheck()
+    engine = engine_with({"db": fake}, settings([{"name": "db"}]))
+    client = await client_for(aiohttp_client, engine)
+    await engine.run_now("db")
+    assert (await client.get("/readyz")).status == 200
+    assert fake.calls == 1  # answered from the store
+    await engine.reload(settings([{"name": "db", "mode": "on_demand"}]))
+    assert (await client.get("/readyz")).status == 200
+    assert fake.calls == 2  # the probe ran it
+    await engine.stop()

@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from tests.procs import Healthd
+from tests.test_lifecycle import wait_ready
+
 ROOT = Path(__file__).parent.parent
 INVALID = ROOT / "tests" / "data" / "config" / "invalid-timeout-not-below-interval.yaml"
 
@@ -323,3 +326,17 @@ async def test_probe_timeout_against_a_server_that_hangs(server: tuple[Server, s
     [(arrived, gone, budget)] = state.hangs
     assert 0.25 <= gone - arrived <= 1.0, gone - arrived
     assert budget == "300"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("loop", "used"), [("", "asyncio"), ("uvloop", "uvloop")])
+async def test_run_on_either_event_loop(tmp_path: Path, loop: str, used: str) -> None:
+    """`healthd run` runs on asyncio's loop unless HEALTHD_EVENT_LOOP=uvloop asks for
+    uvloop; both serve probes and run checks."""
+    config = "server: {listen: '127.0.0.1:{port}', show_details: always}\nchecks:\n"
+    config += "  - {name: loop, kind: loop, interval: 100ms, timeout: 50ms}\n"
+    env = {"HEALTHD_EVENT_LOOP": loop}
+    async with Healthd(tmp_path, config, env=env) as daemon:
+        await wait_ready(daemon, "/readyz")
+        assert f"event loop: {used}" in "\n".join(daemon.lines)
+        assert healthd("probe", daemon.url("/readyz?fresh=1")).returncode == 0

@@ -15,7 +15,8 @@ from healthd import runner
 from healthd.checks import KINDS, SPECS
 from healthd.checks.base import SpecBase
 from healthd.deadline import Deadline
-from healthd.engine import Engine, Observer
+from healthd.engine import Engine
+from healthd.events import Observer
 from healthd.model import CheckResult, CheckState, Observation, Outcome, Reason, State, Status
 from healthd.testing import FakeCheck, ManualClock
 from tests.helpers import engine_with, settings
@@ -139,8 +140,9 @@ async def test_background_runs_get_the_checks_timeout(blackhole: tuple[str, int]
     engine.start()
     try:
         async with asyncio.timeout(10.0):  # first-run jitter ≤ 1 s, then the 800 ms run
-            while (last := engine.states(["hung"])[0].last) is None:
+            while (state := engine.store.check("hung")) is None or state.last is None:
                 await asyncio.sleep(0.02)
+        last = state.last
     finally:
         await engine.stop()
     assert (last.outcome, last.message) == (Outcome.TIMEOUT, "timeout after 800ms")
@@ -197,7 +199,25 @@ async def test_a_background_run_that_starts_late_still_gets_its_whole_timeout() 
     engine = engine_with({"db": fake}, settings([spec]), clock=clock)
     scheduled = Deadline.after(0.5, clock)
     clock.advance(0.6)  # lag: the scheduled deadline has passed before the run starts
-    result = await engine.scheduler._run("db", scheduled)
+    result = await engine.runs.start("db", scheduled, background=True)
     assert fake.deadlines == [pytest.approx(0.5)]
     assert isinstance(result, CheckResult)
     assert result.outcome is Outcome.PASS
+
+
+async def test_callers_giving_up_on_a_run_share_one_timeout_result() -> None:
+    """200 callers with one budget on a hung check: one run, one shared timeout result,
+    every caller answered unhealthy at its deadline (not after it)."""
+    fake = FakeCheck(delay=5.0)
+    s = settings([{"name": "hung", "mode": "on_demand", "timeout": "5s", "interval": "10s"}])
+    engine = engine_with({"hung": fake}, s)
+    engine.runs.start("hung", Deadline.after(5.0))  # a run with a longer budget is in flight
+    deadline = Deadline.after(0.2)
+    evaluations = await asyncio.gather(
+        *(engine.runs.evaluate("readiness", deadline) for _ in range(200))
+    )
+    assert fake.calls == 1
+    assert len({id(e.late["hung"]) for e in evaluations}) == 1
+    assert evaluations[0].late["hung"].message == "timeout after 200ms"
+    assert {e.state for e in evaluations} == {State.UNHEALTHY}
+    await engine.stop()

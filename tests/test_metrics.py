@@ -14,14 +14,13 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from healthd import __version__
-from healthd.api import make_app
-from healthd.checks.loop import MONITOR
 from healthd.config import parse_settings
 from healthd.engine import Engine
 from healthd.lifecycle import Daemon
 from healthd.model import Outcome
 from healthd.observers import Telemetry, setup
 from healthd.testing import FakeCheck
+from healthd.web.probes import make_app
 from tests.helpers import engine_with, settings
 
 Client = TestClient[web.Request, web.Application]
@@ -71,7 +70,8 @@ async def wired(
     telemetry = setup(s, registry=CollectorRegistry(), env={})
     engine = engine_with(fakes, s, observers=telemetry.observers, tracer=telemetry.tracer)
     telemetry.bind(engine)
-    client = await aiohttp_client(make_app(engine, telemetry.routes, telemetry.middlewares))
+    app = make_app(engine, telemetry.routes, telemetry.middlewares, metrics=telemetry.metrics)
+    client = await aiohttp_client(app)
     return client, engine, telemetry
 
 
@@ -98,11 +98,11 @@ async def test_every_contract_metric_has_its_type_and_labels(aiohttp_client: Mak
     fakes, cfg = scenario()
     cfg["checks"].append(LOOP)  # liveness: an on_demand loop check that always passes
     cfg["groups"] = {"readiness": {"exclude": ["loop"]}}
-    client, engine, _ = await wired(aiohttp_client, fakes, cfg)
+    client, _, telemetry = await wired(aiohttp_client, fakes, cfg)
     assert (await client.get("/readyz?fresh=1")).status == 200
     assert (await client.get("/livez")).status == 200
-    for observer in engine.observers:
-        observer.on_reload(False)
+    assert telemetry.metrics is not None
+    telemetry.metrics.reload(False)
     text, _ = await scrape(client)
     types = {}
     label_sets: dict[str, set[str]] = {}
@@ -167,16 +167,17 @@ async def test_draining_and_build_info(aiohttp_client: MakeClient) -> None:
 
 async def test_loop_lag_gauge_is_the_measured_lag(aiohttp_client: MakeClient) -> None:
     """The loop blocked for 300 ms: healthd_event_loop_lag_seconds says the lag measured."""
-    client, _, _ = await wired(aiohttp_client, *scenario())
-    MONITOR.ensure_running()
+    client, engine, _ = await wired(aiohttp_client, *scenario())
+    monitor = engine.lag  # the engine's own (a daemon hands it the one it made)
+    monitor.ensure_running()
     await asyncio.sleep(0.01)  # the sampler is asleep
     time.sleep(0.3)  # blocking the loop is the point
     async with asyncio.timeout(5.0):
-        while MONITOR.last < 0.2:  # the sampler woke (at least 250 ms) late
+        while monitor.last < 0.2:  # the sampler woke (at least 250 ms) late
             await asyncio.sleep(0)
-    await MONITOR.stop()  # no later sample can change what the scrape must show
+    await monitor.stop()  # no later sample can change what the scrape must show
     lag = value(samples((await scrape(client))[0]), "healthd_event_loop_lag_seconds")
-    assert lag == MONITOR.last
+    assert lag == monitor.last
     assert lag >= 0.2
 
 
@@ -200,13 +201,13 @@ async def test_probe_counters_and_budget(aiohttp_client: MakeClient) -> None:
 async def test_last_success_and_reloads(aiohttp_client: MakeClient) -> None:
     """A pass sets the last-success time; reloads count by result, both present from the start."""
     fakes, cfg = scenario()
-    client, engine, _ = await wired(aiohttp_client, fakes, cfg)
+    client, _, telemetry = await wired(aiohttp_client, fakes, cfg)
     found = samples((await scrape(client))[0])
     assert value(found, "healthd_config_reloads_total", result="success") == 0.0
     assert value(found, "healthd_config_reloads_total", result="failure") == 0.0
     await client.get("/readyz?fresh=1")
-    for observer in engine.observers:
-        observer.on_reload(True)
+    assert telemetry.metrics is not None
+    telemetry.metrics.reload(True)
     found = samples((await scrape(client))[0])
     last = "healthd_check_last_success_timestamp_seconds"
     assert (value(found, last, check="db") or 0) > 1.7e9

@@ -13,9 +13,9 @@ import jsonschema
 import pytest
 import schemathesis
 
-from healthd import render
 from healthd.model import CheckResult, CheckState, Outcome, Reason, Snapshot, State, Status
 from healthd.openapi import document
+from healthd.web import render
 
 ROOT = Path(__file__).parent.parent
 

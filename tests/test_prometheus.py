@@ -51,9 +51,9 @@ async def exercised_registry() -> CollectorRegistry:
     engine = engine_with(fakes, s, observers=telemetry.observers)
     telemetry.bind(engine)
     await engine.evaluate("readiness", Deadline.after(2.0), fresh=True)
-    for observer in telemetry.observers:
-        observer.on_probe("readyz", 200, 0.002, 2.0)
-        observer.on_reload(True)
+    assert telemetry.metrics is not None
+    telemetry.metrics.probe("readyz", 200, 0.002, 2.0)
+    telemetry.metrics.reload(True)
     return registry
 
 

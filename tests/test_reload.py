@@ -10,12 +10,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry
 
-from healthd.checks.base import SpecBase
 from healthd.config import parse_settings
-from healthd.engine import Observer
 from healthd.lifecycle import Daemon
-from healthd.observers import Telemetry
+from healthd.observers import setup
 from tests.conftest import free_port
 from tests.procs import Healthd
 from tests.test_lifecycle import wait_line, wait_ready
@@ -130,25 +129,19 @@ async def test_invalid_file_is_kept_out_and_counted(
     assert 'healthd_config_reloads_total{result="success"} 1.0' in metrics
 
 
-# --- in-process: what the daemon tells its observers and what it keeps -------------------------
+# --- in-process: what the daemon counts and what it keeps -------------------------
 
 
-class Recorder(Observer):
-    def __init__(self) -> None:
-        self.reloads: list[bool] = []
-
-    def on_result(self, spec: SpecBase, result: Any, state: Any) -> None:
-        pass
-
-    def on_reload(self, ok: bool) -> None:
-        self.reloads.append(ok)
-
-
-def daemon_for(path: Path, text: str) -> tuple[Daemon, Recorder]:
+def daemon_for(path: Path, text: str) -> tuple[Daemon, CollectorRegistry]:
     path.write_text(text)
-    recorder = Recorder()
-    daemon = Daemon(parse_settings(text), path, telemetry=Telemetry(observers=[recorder]))
-    return daemon, recorder
+    settings = parse_settings(text)
+    registry = CollectorRegistry()
+    daemon = Daemon(settings, path, telemetry=setup(settings, registry=registry, env={}))
+    return daemon, registry
+
+
+def reloads(registry: CollectorRegistry, result: str) -> float | None:
+    return registry.get_sample_value("healthd_config_reloads_total", {"result": result})
 
 
 SMALL = """
@@ -158,16 +151,17 @@ checks:
 """
 
 
-async def test_observers_hear_every_reload(tmp_path: Path) -> None:
-    """on_reload(True) for a valid file, on_reload(False) for an invalid one."""
+async def test_every_reload_is_counted(tmp_path: Path) -> None:
+    """A valid file counts a success, an invalid one a failure (healthd_config_reloads_total)."""
     path = tmp_path / "healthd.yaml"
-    daemon, recorder = daemon_for(path, SMALL)
+    daemon, registry = daemon_for(path, SMALL)
     assert (await daemon.reload()).ok
+    assert (reloads(registry, "success"), reloads(registry, "failure")) == (1.0, 0.0)
     path.write_text(SMALL + "  - {name: a, kind: tcp, address: nope}\n")
     failed = await daemon.reload()
     assert not failed.ok
     assert any("checks[1].address" in e for e in failed.errors)
-    assert recorder.reloads == [True, False]
+    assert (reloads(registry, "success"), reloads(registry, "failure")) == (1.0, 1.0)
     assert [s.name for s in daemon.settings.checks] == ["a"]
 
 

@@ -10,10 +10,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
-from healthd.api import make_app
 from healthd.model import Outcome
 from healthd.observers import setup
 from healthd.testing import FakeCheck, ManualClock
+from healthd.web.probes import make_app
 from tests.helpers import engine_with, settings
 
 Client = TestClient[web.Request, web.Application]

@@ -6,29 +6,42 @@ import asyncio
 import time
 
 from healthd.deadline import Deadline
-from healthd.scheduler import FIRST_RUN_SPREAD, Scheduler
+from healthd.scheduler import FIRST_RUN_SPREAD, TICK, Scheduler
 from tests.helpers import settings
 
 
 async def test_loop_checks_run_at_start_and_the_others_are_spread() -> None:
-    """At start a loop check runs at once (/livez waits on it); a tcp check first sleeps a
-    random share of FIRST_RUN_SPREAD, so a hundred checks do not fire together."""
+    """At start a loop check runs at once (/livez waits on it); a tcp check's first run is
+    a random share of FIRST_RUN_SPREAD away, so a hundred checks do not fire together."""
     runs: list[str] = []
-    sleeps: list[float] = []
 
-    async def run(name: str, deadline: Deadline) -> None:
+    def start(name: str, deadline: Deadline, background: bool) -> asyncio.Future[None]:
         runs.append(name)
+        return asyncio.get_running_loop().create_future()  # never finishes: one run is enough
 
-    async def park(seconds: float) -> None:
-        sleeps.append(seconds)
-        await asyncio.Event().wait()  # never wakes: one step of each loop is enough
-
-    scheduler = Scheduler(run, time.monotonic, park)
+    scheduler = Scheduler(start, time.monotonic)
     s = settings([{"name": "db", "interval": "10s"}, {"name": "lag", "kind": "loop"}])
     scheduler.start(list(s.all_checks))
     for _ in range(5):
         await asyncio.sleep(0)
-    await scheduler.stop()
+    due = scheduler.due("db")
+    scheduler.stop()
     assert runs == ["lag"]
-    assert len(sleeps) == 2  # db's first-run spread, then lag's interval
-    assert 0 <= min(sleeps) <= FIRST_RUN_SPREAD
+    assert due is not None
+    assert 0 <= due - asyncio.get_running_loop().time() <= FIRST_RUN_SPREAD
+
+
+async def test_due_times_fall_on_ticks_so_runs_start_together() -> None:
+    """A delayed run is due on a TICK boundary: checks due within one tick share a wake-up."""
+
+    def start(name: str, deadline: Deadline, background: bool) -> asyncio.Future[None]:
+        return asyncio.get_running_loop().create_future()
+
+    scheduler = Scheduler(start, time.monotonic)
+    s = settings([{"name": f"c{i}", "interval": "10s"} for i in range(20)])
+    scheduler.start(list(s.checks))
+    dues = [scheduler.due(f"c{i}") for i in range(20)]
+    scheduler.stop()
+    for due in dues:
+        assert due is not None
+        assert abs(due / TICK - round(due / TICK)) < 1e-6

@@ -20,13 +20,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 
-from healthd.api import make_app
 from healthd.deadline import Deadline
 from healthd.engine import Engine
 from healthd.errors import ConfigError
 from healthd.model import Outcome
 from healthd.observers import Telemetry, setup, tracing
 from healthd.testing import FakeCheck
+from healthd.web.probes import make_app
 from tests.helpers import engine_with, settings
 from tests.procs import Healthd
 

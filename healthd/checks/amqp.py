@@ -13,6 +13,7 @@ import struct
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from healthd.checks._wire import BrokerSpec, Endpoint, connect, parse_url
+from healthd.checks.base import Context
 from healthd.deadline import Deadline
 from healthd.errors import CheckFailed
 from healthd.model import Observation, Reason
@@ -52,7 +53,7 @@ class AmqpSpec(BrokerSpec):
     def endpoint_of(cls, url: str) -> Endpoint:
         return _endpoint(url)
 
-    def build(self) -> AmqpCheck:
+    def build(self, context: Context | None = None) -> AmqpCheck:
         return AmqpCheck(self.endpoint)
 
 

@@ -1,21 +1,29 @@
 """The check contract, and the keys every check kind shares.
 
 A kind is one module holding its spec (a pydantic model with `kind: Literal["..."]`)
-and its implementation. `spec.build()` returns a `Check`: an async callable taking
+and its implementation. `spec.build(context)` returns a `Check`: an async callable taking
 the run's Deadline that returns an Observation or raises (CheckFailed for failures
 it understands). The runner owns the deadline, the clock and exception mapping.
+
+`Context` carries what the daemon owns and a few kinds read: the loop-lag monitor
+(`loop`) and the heartbeats posted to the store (`heartbeat`). Built without one, a
+check gets a context of its own (a fresh monitor, no heartbeats).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from healthd.deadline import Deadline
 from healthd.durations import Duration
-from healthd.model import Observation
+from healthd.lag import LagMonitor
+from healthd.model import Beat, Observation
 
 NAME_PATTERN = r"^[a-z0-9_-]+$"
 
@@ -24,6 +32,26 @@ class Check(Protocol):
     """One runnable check. Raises on failure; never catches CancelledError."""
 
     async def __call__(self, deadline: Deadline) -> Observation: ...
+
+
+class Beats(Protocol):
+    """Where heartbeats are read from (the store)."""
+
+    def beat(self, name: str) -> Beat | None: ...
+
+
+class _NoBeats:
+    def beat(self, name: str) -> Beat | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the daemon hands to `spec.build`: its lag monitor, its heartbeats, its clock."""
+
+    lag: LagMonitor = field(default_factory=LagMonitor)
+    beats: Beats = field(default_factory=_NoBeats)
+    clock: Callable[[], float] = time.monotonic
 
 
 class Model(BaseModel):
@@ -87,7 +115,7 @@ class SpecBase(Model):
         """Age after which the last result no longer counts (unknown)."""
         return self.max_age if self.max_age is not None else 3 * self.interval
 
-    def build(self) -> Check:
+    def build(self, context: Context | None = None) -> Check:
         """The runnable check for this spec. Every kind overrides this."""
         raise NotImplementedError(self.kind)
 

@@ -20,7 +20,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from healthd.checks.base import SpecBase
+from healthd.checks.base import Context, SpecBase
 from healthd.deadline import Deadline
 from healthd.errors import CheckFailed
 from healthd.model import Observation, Outcome, Reason
@@ -62,7 +62,7 @@ class DiskSpec(SpecBase):
             raise ValueError("warn_free_percent: must be above fail_free_percent")
         return self
 
-    def build(self) -> DiskCheck:
+    def build(self, context: Context | None = None) -> DiskCheck:
         return DiskCheck(self.path, self.warn_free_percent, self.fail_free_percent)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from healthd.checks.base import SpecBase
+from healthd.checks.base import Context, SpecBase
 from healthd.deadline import Deadline
 from healthd.errors import CheckFailed, CheckTimeout
 from healthd.model import Observation, Reason
@@ -78,7 +78,7 @@ class DnsSpec(SpecBase):
     def needs_dnspython(self) -> bool:
         return self.resolver != "system" or self.record_type not in _FAMILIES
 
-    def build(self) -> SystemLookup | DnsLookup:
+    def build(self, context: Context | None = None) -> SystemLookup | DnsLookup:
         if self.needs_dnspython:
             return DnsLookup(self.host, self.record_type, self.resolver)
         return SystemLookup(self.host, self.record_type)

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
-from healthd.checks.base import SpecBase
+from healthd.checks.base import Context, SpecBase
 from healthd.deadline import Deadline
 from healthd.errors import CheckFailed
 from healthd.model import Observation, Outcome, Reason
@@ -89,7 +89,7 @@ class ExecSpec(SpecBase):
         default_factory=dict, description="added to a minimal environment (PATH, LANG)"
     )
 
-    def build(self) -> ExecCheck:
+    def build(self, context: Context | None = None) -> ExecCheck:
         return ExecCheck(self.command, self.env)
 
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from healthd.checks.base import SpecBase
+from healthd.checks.base import Context, SpecBase
 from healthd.checks.tcp import ADDRESS_PATTERN
 from healthd.deadline import Deadline
 from healthd.durations import human_duration
@@ -30,7 +30,7 @@ class GrpcSpec(SpecBase):
     service: str = Field(default="", description='service name to ask about; "" = the server')
     tls: bool = False
 
-    def build(self) -> GrpcCheck:
+    def build(self, context: Context | None = None) -> GrpcCheck:
         return GrpcCheck(self.target, self.service, self.tls)
 
 

@@ -1,29 +1,24 @@
 """`heartbeat`: a pass means the application posted a pass within `ttl`.
 
 The application calls the admin API (`POST /heartbeat/{check}` with
-`{"status": "pass|warn|fail", "message": "..."}`); the admin handler hands the beat
-to this check's `post()`, and each run reads the latest beat: none yet or older than
-`ttl` is a failure, a posted warn or fail is that outcome with the posted message.
-A reload that leaves the spec unchanged keeps the check object, so the beat survives.
+`{"status": "pass|warn|fail", "message": "..."}`); the admin view posts the beat to the
+store, and each run reads the latest beat from there (the build `Context`'s `beats`):
+none yet or older than `ttl` is a failure, a posted warn or fail is that outcome with
+the posted message. The store keeps a beat while the check exists, reloads included.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import model_validator
 
-from healthd.checks.base import SpecBase
+from healthd.checks.base import Beats, Context, SpecBase
 from healthd.deadline import Deadline
 from healthd.durations import Duration, human_duration
 from healthd.errors import CheckFailed
 from healthd.model import Observation, Outcome, Reason
-
-POSTABLE = {"pass": Outcome.PASS, "warn": Outcome.WARN, "fail": Outcome.FAIL}
-MESSAGE_LIMIT = 300
 
 
 class HeartbeatSpec(SpecBase):
@@ -36,36 +31,19 @@ class HeartbeatSpec(SpecBase):
             raise ValueError("ttl: must be positive")
         return self
 
-    def build(self) -> HeartbeatCheck:
-        return HeartbeatCheck(self.ttl)
-
-
-@dataclass(frozen=True, slots=True)
-class Beat:
-    outcome: Outcome
-    message: str
-    at: float  # monotonic
+    def build(self, context: Context | None = None) -> HeartbeatCheck:
+        context = context or Context()
+        return HeartbeatCheck(self.name, self.ttl, context.beats, context.clock)
 
 
 class HeartbeatCheck:
-    """Holds the latest beat; `post()` is called by the admin API, `__call__` by the runner."""
+    """Reads the latest beat posted for `name`; never holds one itself."""
 
-    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl = ttl
-        self.clock = clock
-        self.last: Beat | None = None
-
-    def post(self, status: str, message: str = "") -> Beat:
-        """Record a beat; `status` is one of pass, warn, fail (ValueError otherwise)."""
-        outcome = POSTABLE.get(status)
-        if outcome is None:
-            raise ValueError(f"status must be one of pass, warn, fail (got {status!r:.40})")
-        line = message.strip().splitlines()[0] if message.strip() else ""
-        self.last = Beat(outcome, line[:MESSAGE_LIMIT], self.clock())
-        return self.last
+    def __init__(self, name: str, ttl: float, beats: Beats, clock: Callable[[], float]) -> None:
+        self.name, self.ttl, self.beats, self.clock = name, ttl, beats, clock
 
     async def __call__(self, deadline: Deadline) -> Observation:
-        beat = self.last
+        beat = self.beats.beat(self.name)
         ttl = human_duration(self.ttl)
         if beat is None:
             raise CheckFailed(Reason.UNHEALTHY, f"no heartbeat received yet (ttl {ttl})")

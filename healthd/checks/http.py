@@ -26,7 +26,7 @@ from opentelemetry import propagate
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 import healthd
-from healthd.checks.base import SpecBase
+from healthd.checks.base import Context, SpecBase
 from healthd.checks.urls import redact
 from healthd.deadline import Deadline
 from healthd.errors import CheckFailed
@@ -222,7 +222,7 @@ class HttpSpec(SpecBase):
             raise ValueError("headers: Authorization cannot be combined with a user in url")
         return self
 
-    def build(self) -> HttpCheck:
+    def build(self, context: Context | None = None) -> HttpCheck:
         return HttpCheck(self)
 
 

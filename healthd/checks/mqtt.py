@@ -12,6 +12,7 @@ import struct
 from typing import Literal
 
 from healthd.checks._wire import BrokerSpec, Endpoint, connect, parse_url
+from healthd.checks.base import Context
 from healthd.deadline import Deadline
 from healthd.errors import CheckFailed
 from healthd.model import Observation, Reason
@@ -72,7 +73,7 @@ class MqttSpec(BrokerSpec):
     def endpoint_of(cls, url: str) -> Endpoint:
         return _endpoint(url)
 
-    def build(self) -> MqttCheck:
+    def build(self, context: Context | None = None) -> MqttCheck:
         return MqttCheck(self.endpoint)
 
 

@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
-from healthd.checks.base import SpecBase
+from healthd.checks.base import Context, SpecBase
 from healthd.checks.urls import driver_network_failure, redact, scrub, secrets_of, short
 from healthd.deadline import Deadline
 from healthd.durations import human_duration
@@ -69,7 +69,7 @@ class MysqlSpec(SpecBase):
         _parse(dsn.get_secret_value())  # its messages never quote the DSN
         return dsn
 
-    def build(self) -> MysqlCheck:
+    def build(self, context: Context | None = None) -> MysqlCheck:
         return MysqlCheck(self.dsn, self.query)
 
 

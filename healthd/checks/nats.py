@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from healthd import __version__
 from healthd.checks._wire import BrokerSpec, Endpoint, connect, parse_url
+from healthd.checks.base import Context
 from healthd.checks.urls import redact
 from healthd.deadline import Deadline
 from healthd.errors import CheckFailed
@@ -40,7 +41,7 @@ class NatsSpec(BrokerSpec):
     def endpoint_of(cls, url: str) -> Endpoint:
         return _endpoint(url)
 
-    def build(self) -> NatsCheck:
+    def build(self, context: Context | None = None) -> NatsCheck:
         return NatsCheck(self.endpoint)
 
 

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
-from healthd.checks.base import SpecBase
+from healthd.checks.base import Context, SpecBase
 from healthd.checks.urls import network_failure, redact, scrub, secrets_of, short
 from healthd.deadline import Deadline
 from healthd.durations import human_duration
@@ -45,7 +45,7 @@ class PostgresSpec(SpecBase):
             raise ValueError("must be a postgresql://user:password@host:port/db URL")
         return dsn
 
-    def build(self) -> PostgresCheck:
+    def build(self, context: Context | None = None) -> PostgresCheck:
         return PostgresCheck(self.dsn, self.query)
 
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
-from healthd.checks.base import SpecBase
+from healthd.checks.base import Context, SpecBase
 from healthd.checks.urls import driver_network_failure, redact, scrub, secrets_of
 from healthd.deadline import Deadline
 from healthd.durations import human_duration
@@ -47,7 +47,7 @@ class RedisSpec(SpecBase):
             raise ValueError("must be a redis:// or rediss:// URL")
         return url
 
-    def build(self) -> RedisCheck:
+    def build(self, context: Context | None = None) -> RedisCheck:
         return RedisCheck(self.url)
 
 

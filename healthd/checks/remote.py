@@ -17,7 +17,7 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import Field, SecretStr, field_validator
 
-from healthd.checks.base import SpecBase
+from healthd.checks.base import Context, SpecBase
 from healthd.checks.http import (
     check_url,
     new_session,
@@ -55,7 +55,7 @@ class RemoteSpec(SpecBase):
     def _url(cls, url: SecretStr) -> SecretStr:
         return check_url(url)
 
-    def build(self) -> RemoteCheck:
+    def build(self, context: Context | None = None) -> RemoteCheck:
         return RemoteCheck(self.url.get_secret_value(), self.token)
 
 

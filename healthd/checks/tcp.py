@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from healthd.checks.base import SpecBase
+from healthd.checks.base import Context, SpecBase
 from healthd.deadline import Deadline
 from healthd.model import Observation
 
@@ -25,7 +25,7 @@ class TcpSpec(SpecBase):
     kind: Literal["tcp"]
     address: str = Field(pattern=ADDRESS_PATTERN, description="host:port to connect to")
 
-    def build(self) -> TcpCheck:
+    def build(self, context: Context | None = None) -> TcpCheck:
         return TcpCheck(*split_address(self.address))
 
 

@@ -1,4 +1,4 @@
-"""Observers: metrics, traces and logs, each reacting to what the engine sees.
+"""Observers: metrics, traces and logs, each reacting to what the store records.
 
 `setup(settings)` builds them once at start-up; the daemon wires the result in and
 calls `shutdown()` last, so telemetry is flushed before exit.
@@ -20,7 +20,8 @@ from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry
 
 from healthd.config import Settings
-from healthd.engine import Engine, Observer
+from healthd.engine import Engine
+from healthd.events import Observer
 from healthd.observers import tracing
 from healthd.observers.log import TransitionLog
 from healthd.observers.metrics import Metrics
@@ -28,7 +29,7 @@ from healthd.observers.metrics import Metrics
 
 @dataclass(slots=True)
 class Telemetry:
-    """What the daemon wires in: engine observers, extra probe routes, a tracer, a flush."""
+    """What the daemon wires in: store observers, extra probe routes, a tracer, a flush."""
 
     observers: list[Observer] = field(default_factory=list)
     routes: list[web.RouteDef] = field(default_factory=list)
@@ -38,9 +39,9 @@ class Telemetry:
     provider: TracerProvider | None = None
 
     def bind(self, engine: Engine) -> None:
-        """Called once the engine exists, for collectors that read its state at scrape time."""
+        """Called once the engine exists, for collectors that read its store at scrape time."""
         if self.metrics is not None:
-            self.metrics.bind(engine)
+            self.metrics.bind(engine.store, engine.lag)
 
     def shutdown(self) -> None:
         """Flush and stop exporters (called once, last thing before exit)."""

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from healthd.checks.base import SpecBase
 from healthd.config import LoggingSettings
-from healthd.engine import Observer
+from healthd.events import Observer
 from healthd.model import CheckState, State
 
 log = logging.getLogger("healthd.state")

@@ -1,11 +1,12 @@
 """Prometheus metrics (DESIGN §7): names, types and labels are part of the contract.
 
 Two halves, one injected `CollectorRegistry`:
-- `StateCollector` reads the engine at scrape time (group states, check statuses, draining,
-  loop lag, build info), the shape of prometheus_client's `gc_collector.py`;
-- `Metrics` is an engine observer feeding counters and histograms from results and probes.
+- `StateCollector` reads the store's snapshot at scrape time (group states, check statuses,
+  draining) and the daemon's lag monitor, the shape of prometheus_client's `gc_collector.py`;
+- `Metrics` is a store observer feeding counters and histograms from results, plus two
+  plain calls: `probe(...)` from the probe handlers and `reload(ok)` from the daemon.
 
-Label values are config names and enums only, never error text. `on_probe` runs on every
+Label values are config names and enums only, never error text. `probe` runs on every
 probe request, so probe counts and histograms are plain integers kept by `ProbeStats`
 (no lock, no labelled child) and turned into metric families at scrape time.
 """
@@ -16,7 +17,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -31,19 +32,20 @@ from prometheus_client.registry import Collector
 
 from healthd import __version__
 from healthd.checks.base import SpecBase
-from healthd.checks.loop import MONITOR
-from healthd.engine import Engine, Observer
-from healthd.model import CheckResult, CheckState, Outcome, State, Status
+from healthd.events import Observer
+from healthd.groups import HEALTH
+from healthd.lag import LagMonitor
+from healthd.model import CheckResult, CheckState, State, Status
+from healthd.store import Store
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-GROUPS = ("readiness", "liveness", "startup")
 
 
 class StateCollector(Collector):
-    """Gauges computed from the engine's current state at scrape time."""
+    """Gauges computed from the store's snapshot at scrape time."""
 
-    def __init__(self, engine: Engine, last_success: dict[str, float]) -> None:
-        self.engine = engine
+    def __init__(self, store: Store, lag: LagMonitor, last_success: dict[str, float]) -> None:
+        self.store, self.lag = store, lag
         self.last_success = last_success
 
     def describe(self) -> Iterable[Metric]:
@@ -52,12 +54,11 @@ class StateCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         families = self._families()
         state, status, up, last, draining, lag, info = families
-        engine = self.engine
-        for group in GROUPS:
-            current = engine.group_state(group, engine.states(engine.members(group)))
+        snapshot = self.store.snapshot(HEALTH)
+        for group, current in snapshot.groups.items():
             for s in State:
                 state.add_metric([group, s.value], 1.0 if s is current else 0.0)
-        checks: list[CheckState] = engine.states(engine.members("health"))
+        checks: tuple[CheckState, ...] = snapshot.checks
         for check in checks:
             for st in Status:
                 status.add_metric([check.name, check.kind, st.value], float(st is check.status))
@@ -66,8 +67,8 @@ class StateCollector(Collector):
             when = self.last_success.get(check.name)
             if when is not None:
                 last.add_metric([check.name], when)
-        draining.add_metric([], float(engine.draining))
-        lag.add_metric([], MONITOR.last)
+        draining.add_metric([], float(snapshot.draining))
+        lag.add_metric([], self.lag.last)
         info.add_metric([__version__], 1.0)
         return families
 
@@ -196,8 +197,50 @@ class Counted(Collector):
         yield CounterMetricFamily(self.name, self.documentation, value=float(self.read()))
 
 
+class RunStats(Collector):
+    """healthd_check_duration_seconds and healthd_check_runs_total in plain numbers: one
+    `observe` per check run (no lock, no labelled child), families built at scrape time."""
+
+    def __init__(self) -> None:
+        self.durations: dict[tuple[str, str], _Histogram] = {}
+        self.runs: dict[tuple[str, str, str], int] = {}
+
+    def observe(self, name: str, kind: str, outcome: str, duration: float) -> None:
+        key = (name, kind)
+        hist = self.durations.get(key)
+        if hist is None:
+            hist = self.durations[key] = _Histogram()
+        hist.observe(duration)
+        run_key = (name, kind, outcome)
+        self.runs[run_key] = self.runs.get(run_key, 0) + 1
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        durations, runs = families = self._families()
+        for labels, hist in list(self.durations.items()):
+            durations.add_metric(list(labels), hist.cumulative(), hist.total)
+        for run_labels, count in list(self.runs.items()):
+            runs.add_metric(list(run_labels), float(count))
+        return families
+
+    @staticmethod
+    def _families() -> tuple[HistogramMetricFamily, CounterMetricFamily]:
+        return (
+            HistogramMetricFamily(
+                "healthd_check_duration_seconds", "duration of check runs",
+                labels=["check", "kind"],
+            ),
+            CounterMetricFamily(
+                "healthd_check_runs", "check runs by outcome", labels=["check", "kind", "outcome"]
+            ),
+        )  # fmt: skip
+
+
 class Metrics(Observer):
-    """Counters and histograms fed by the engine, plus the scrape-time collector."""
+    """Counters and histograms fed by the store and by plain calls, plus the scrape-time
+    collector."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         # No `_created` series; a process-wide switch in the client.
@@ -207,31 +250,23 @@ class Metrics(Observer):
         ProcessCollector(registry=reg)
         GCCollector(registry=reg)
         PlatformCollector(registry=reg)
-        self.check_duration = Histogram(
-            "healthd_check_duration_seconds", "duration of check runs",
-            ["check", "kind"], registry=reg, buckets=BUCKETS,
-        )  # fmt: skip
-        self.check_runs = Counter(
-            "healthd_check_runs_total", "check runs by outcome",
-            ["check", "kind", "outcome"], registry=reg,
-        )  # fmt: skip
+        self.check_runs = RunStats()
+        reg.register(self.check_runs)
         self.probes = ProbeStats()
         reg.register(self.probes)
-        self.on_probe = self.probes.observe  # type: ignore[method-assign]  # the hot path
+        self.probe = self.probes.observe  # the hot path calls this: one bound method, no hop
         self.reloads = Counter(
             "healthd_config_reloads", "configuration reloads by result", ["result"], registry=reg
         )
         for result in ("success", "failure"):
             self.reloads.labels(result)
         self.last_success: dict[str, float] = {}
-        self._runs: dict[tuple[str, str, Outcome], Counter] = {}
-        self._durations: dict[tuple[str, str], Histogram] = {}
         self.collector: StateCollector | None = None
 
-    def bind(self, engine: Engine) -> None:
-        """Register the scrape-time collector for `engine` (once)."""
+    def bind(self, store: Store, lag: LagMonitor) -> None:
+        """Register the scrape-time collector for `store` (once)."""
         if self.collector is None:
-            self.collector = StateCollector(engine, self.last_success)
+            self.collector = StateCollector(store, lag, self.last_success)
             self.registry.register(self.collector)
 
     def count(self, name: str, documentation: str, read: Callable[[], int]) -> None:
@@ -242,21 +277,13 @@ class Metrics(Observer):
         """`GET /metrics`: text format, or OpenMetrics when `Accept` asks for it."""
         return web.get("/metrics", make_aiohttp_handler(self.registry))
 
-    # --- observer hooks ------------------------------------------------------------------------
+    # --- what the store emits ---------------------------------------------------------------
 
     def on_result(self, spec: SpecBase, result: CheckResult, state: CheckState) -> None:
-        key = (spec.name, spec.kind)
-        hist = self._durations.get(key)
-        if hist is None:
-            hist = self._durations[key] = self.check_duration.labels(*key)
-        hist.observe(result.duration)
-        run_key = (spec.name, spec.kind, result.outcome)
-        runs = self._runs.get(run_key)
-        if runs is None:
-            runs = self._runs[run_key] = self.check_runs.labels(*key, result.outcome.value)
-        runs.inc()
+        self.check_runs.observe(spec.name, spec.kind, result.outcome.value, result.duration)
         if result.outcome.good:
             self.last_success[spec.name] = result.observed_at
 
-    def on_reload(self, ok: bool) -> None:
+    def reload(self, ok: bool) -> None:
+        """A config reload was attempted (ok=False: the file was invalid, nothing changed)."""
         self.reloads.labels("success" if ok else "failure").inc()

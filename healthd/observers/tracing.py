@@ -1,7 +1,7 @@
 """OpenTelemetry traces (DESIGN §8): SDK set-up from `OTEL_*`, trace continuation, sampling.
 
-The engine opens `healthd.evaluate` and `healthd.check` spans through the API with the
-tracer it is given; this module builds that tracer's provider once at start-up:
+The runs open `healthd.evaluate` and `healthd.check` spans through the API with the
+tracer they are given; this module builds that tracer's provider once at start-up:
 
     OTEL_TRACES_EXPORTER=none (or unset) → no SDK at all, the API's no-op tracer
                          console        → one JSON span a line on stdout
@@ -31,8 +31,8 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
-from healthd.api import Handler
 from healthd.errors import ConfigError
+from healthd.web.base import Handler
 
 EXPORTERS = ("otlp", "console", "none")
 _MAX_TRACE_ID = (1 << 64) - 1

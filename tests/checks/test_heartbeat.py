@@ -5,22 +5,40 @@ from __future__ import annotations
 import pytest
 
 from healthd import runner
+from healthd.checks.base import Context
 from healthd.checks.heartbeat import HeartbeatCheck, HeartbeatSpec
 from healthd.config import parse_settings
 from healthd.deadline import Deadline
 from healthd.errors import ConfigError
-from healthd.model import CheckResult, Outcome, Reason
+from healthd.model import Beat, CheckResult, Outcome, Reason
+from healthd.store import Store
 from healthd.testing import ManualClock
 
 SPEC = HeartbeatSpec(name="app", kind="heartbeat", ttl="2s", timeout="100ms")
 
 
-async def run(check: HeartbeatCheck) -> CheckResult:
-    return await runner.run(SPEC, check, Deadline.after(1.0))
+class Beating:
+    """A heartbeat check reading its beats from a store, as the daemon builds it."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.store = Store(clock)
+        self.check: HeartbeatCheck = SPEC.build(Context(beats=self.store, clock=clock))
+
+    def post(self, status: str, message: str = "") -> None:
+        self.store.post_beat(SPEC.name, Beat.parse(status, message, self.clock()))
+
+    @property
+    def last(self) -> Beat | None:
+        return self.store.beat(SPEC.name)
 
 
-def beating(clock: ManualClock) -> HeartbeatCheck:
-    return HeartbeatCheck(SPEC.ttl, clock=clock)
+async def run(check: Beating) -> CheckResult:
+    return await runner.run(SPEC, check.check, Deadline.after(1.0))
+
+
+def beating(clock: ManualClock) -> Beating:
+    return Beating(clock)
 
 
 async def test_no_beat_yet_fails() -> None:

@@ -1,7 +1,7 @@
 """The admin listener (DESIGN §5): drain, ready, reload, state, heartbeats.
 
 Every request needs `Authorization: Bearer <server.token>` (compared in constant time by
-`api.authorized`); no token configured means the daemon does not start this listener,
+`base.authorized`); no token configured means the daemon does not start this listener,
 and a token cleared by a reload answers 401 to everything. Bad input is a 4xx with a
 one-line message, never a 500.
 
@@ -24,12 +24,13 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 import healthd
-from healthd import api, render
-from healthd.checks.heartbeat import HeartbeatCheck
+from healthd.deadline import Deadline
 from healthd.engine import Engine
+from healthd.groups import HEALTH
+from healthd.model import Beat
+from healthd.web import base, render
 
 log = logging.getLogger("healthd.admin")
-GROUPS = ("readiness", "liveness", "startup")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,39 +61,39 @@ CONTROL = web.AppKey("control", Control)
 
 
 def state_view(engine: Engine) -> dict[str, Any]:
-    """Everything the engine knows, in full: checks, groups, in-flight runs, draining."""
-    names = engine.members("health")
+    """Everything the store knows, in full: checks, groups, in-flight runs, draining."""
+    store = engine.store
+    snapshot = store.snapshot(HEALTH)
     checks: dict[str, Any] = {}
-    for state in engine.states(names):
-        spec = engine.spec(state.name)
+    for state in snapshot.checks:
+        spec = store.spec(state.name)
         view = render.check_view(state)
         if spec is not None:
             view.update(
                 mode=spec.mode,
                 interval_ms=round(spec.interval * 1000, 3),
                 timeout_ms=round(spec.timeout * 1000, 3),
-                groups=[g for g in GROUPS if state.name in engine.members(g)],
+                groups=store.groups_of(state.name),
             )
         checks[state.name] = view
-    groups = {g: engine.group_state(g, engine.states(engine.members(g))).value for g in GROUPS}
-    inflight = {n: {"age_ms": round(age * 1000, 1)} for n, age in engine.inflight().items()}
+    inflight = {n: {"age_ms": round(age * 1000, 1)} for n, age in engine.runs.inflight().items()}
     return {
         "version": healthd.__version__,
-        "state_version": engine.version,
-        "draining": engine.draining,
-        "started": engine.started,
-        "groups": groups,
+        "state_version": snapshot.generation,
+        "draining": snapshot.draining,
+        "started": store.started,
+        "groups": {g: s.value for g, s in snapshot.groups.items()},
         "checks": checks,
         "inflight_checks": inflight,
     }
 
 
 @web.middleware
-async def require_token(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+async def require_token(request: web.Request, handler: base.Handler) -> web.StreamResponse:
     """401 unless the bearer token matches; the token is read per request (reloads apply)."""
     token = request.app[ENGINE].settings.server.token.get_secret_value()
-    if not api.authorized(request, token):
-        response = api.error(401, "missing or wrong bearer token")
+    if not base.authorized(request, token):
+        response = base.error(401, "missing or wrong bearer token")
         response.headers["WWW-Authenticate"] = 'Bearer realm="healthd-admin"'
         return response
     return await handler(request)
@@ -109,7 +110,7 @@ async def drain(request: web.Request) -> web.Response:
 async def ready(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     if request.app[CONTROL].shutting_down:
-        return api.error(409, "shutting down: draining cannot be left")
+        return base.error(409, "shutting down: draining cannot be left")
     if engine.draining:
         log.info("admin: ready requested (leaving draining)")
     engine.set_draining(False)
@@ -119,7 +120,7 @@ async def ready(request: web.Request) -> web.Response:
 async def reload(request: web.Request) -> web.Response:
     control = request.app[CONTROL]
     if control.shutting_down:
-        return api.error(409, "shutting down: reload refused")
+        return base.error(409, "shutting down: reload refused")
     result = await control.reload()
     body = asdict(result)
     if not result.ok:
@@ -153,19 +154,20 @@ def _beat_body(raw: bytes) -> tuple[str, str]:
 
 
 async def heartbeat(request: web.Request) -> web.Response:
+    """Post the beat to the store, run the check at once, answer with its state."""
     engine = request.app[ENGINE]
     name = request.match_info["check"]
-    check = engine.check(name)
-    if not isinstance(check, HeartbeatCheck):
-        return api.error(404, f"no heartbeat check {name!r:.70}")
-    raw = await request.read()  # client_max_size: above 64 KiB → 413 (api.guard)
+    spec = engine.store.spec(name)
+    if spec is None or spec.kind != "heartbeat":
+        return base.error(404, f"no heartbeat check {name!r:.70}")
+    raw = await request.read()  # client_max_size: above 64 KiB → 413 (base.guard)
     try:
         status, message = _beat_body(raw)
-        check.post(status, message)
+        engine.store.post_beat(name, Beat.parse(status, message, engine.clock()))
     except ValueError as exc:
-        return api.error(400, str(exc))
-    result = await engine.run_now(name)
-    after = engine.states([name])[0] if engine.spec(name) is not None else None
+        return base.error(400, str(exc))
+    result = await engine.runs.join(name, Deadline.after(spec.timeout, engine.clock))
+    after = engine.store.check(name)
     return web.json_response(
         {
             "check": name,
@@ -181,7 +183,7 @@ def make_admin_app(
 ) -> web.Application:
     """The admin application; `middlewares` run inside the token check (the daemon's tracker)."""
     app = web.Application(
-        client_max_size=api.MAX_BODY, middlewares=[api.guard, require_token, *middlewares]
+        client_max_size=base.MAX_BODY, middlewares=[base.guard, require_token, *middlewares]
     )
     app[ENGINE] = engine
     app[CONTROL] = control

@@ -1,0 +1,99 @@
+"""The groups: their names, which checks each holds, and which of them drain (DESIGN §2).
+
+This module is the only place that knows them; config, the store and every view ask it.
+
+    readiness  every check unless `groups.readiness` says otherwise     /readyz
+    liveness   the `loop` checks unless `groups.liveness` says otherwise /livez (never drains)
+    startup    the critical readiness checks; latched healthy once each passed /startupz
+    health     every check                                               /health
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+READINESS, LIVENESS, STARTUP, HEALTH = "readiness", "liveness", "startup", "health"
+GROUPS = (READINESS, LIVENESS, STARTUP, HEALTH)
+"""Every group the store keeps a state for, in the order transitions are announced."""
+PROBED = (READINESS, LIVENESS, STARTUP)
+"""The groups /health, /admin/state and healthd_state list."""
+CONFIGURABLE = (READINESS, LIVENESS)
+"""The groups a config's `groups:` section may shape with include/exclude patterns."""
+ENDPOINTS = {"livez": LIVENESS, "readyz": READINESS, "startupz": STARTUP, "health": HEALTH}
+"""Probe path → group."""
+CHECK_PATHS = ("livez", "readyz")
+"""Probe paths that also answer for one check: `/readyz/{check}`."""
+
+
+def drains(group: str) -> bool:
+    """Whether draining shows in this group's state (liveness never; startup is a latch)."""
+    return group in (READINESS, HEALTH)
+
+
+class Patterns(Protocol):
+    """A group's `include`/`exclude` shell patterns (config.GroupSettings)."""
+
+    @property
+    def include(self) -> list[str]: ...
+
+    @property
+    def exclude(self) -> list[str]: ...
+
+
+class Member(Protocol):
+    """What membership needs to know of a check spec."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def critical(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """Which checks each group holds (config order), and the reverse."""
+
+    members: Mapping[str, tuple[str, ...]]
+    groups_of: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def of(
+        cls,
+        checks: Sequence[Member],
+        readiness: Patterns,
+        liveness: Patterns | None,
+        implicit: str | None = None,
+    ) -> Membership:
+        """`implicit`: the `loop` check added because the config has none (config.py); it
+        joins liveness and health, not readiness: the operator did not ask for it there."""
+        names = [c.name for c in checks]
+        ready = _matching([n for n in names if n != implicit], readiness)
+        live = (
+            _matching(names, liveness) if liveness else [c.name for c in checks if c.kind == "loop"]
+        )
+        critical = {c.name for c in checks if c.critical}
+        members = {
+            READINESS: tuple(ready),
+            LIVENESS: tuple(live),
+            STARTUP: tuple(n for n in ready if n in critical),
+            HEALTH: tuple(names),
+        }
+        sets = {g: set(m) for g, m in members.items()}
+        groups_of = {n: tuple(g for g in GROUPS if n in sets[g]) for n in names}
+        return cls(members, groups_of)
+
+
+def _matching(names: list[str], patterns: Patterns) -> list[str]:
+    return [
+        n
+        for n in names
+        if any(fnmatch.fnmatchcase(n, p) for p in patterns.include)
+        and not any(fnmatch.fnmatchcase(n, p) for p in patterns.exclude)
+    ]

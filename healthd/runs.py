@@ -1,0 +1,242 @@
+"""Runs: one in-flight run per check, and `evaluate(group, deadline)` on top of them.
+
+    scheduler timer ─┐
+    probe request ───┴─▶ start(name, deadline) ─▶ one task per check ─▶ runner.run ─▶ store.record
+
+ATTENTION: a run is an asyncio.Task held in `_inflight` until it has recorded its result.
+Callers wait on it with `asyncio.wait(..., timeout=)`, which never cancels it: a caller
+whose deadline passes stops waiting, and the run still lands for the others and the store.
+
+Callers that give up on the same run with the same budget share one timeout result; the
+state they answer with comes from the store's tallies plus those late results (O(late)),
+and the per-state answer bytes are shared by the views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from opentelemetry.trace import StatusCode, Tracer
+
+from healthd import runner
+from healthd.checks.base import Check, SpecBase
+from healthd.deadline import Clock, Deadline
+from healthd.durations import human_duration
+from healthd.model import CheckResult, Outcome, Reason, Snapshot, State
+from healthd.store import Store
+
+
+@dataclass(slots=True)
+class _Run:
+    spec: SpecBase
+    task: asyncio.Task[CheckResult]
+    started: float
+    timeouts: dict[int, CheckResult] = field(default_factory=dict)  # by budget in µs
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One caller's answer: the state, and what its detailed view needs to be built."""
+
+    group: str
+    state: State
+    deadline: float  # the budget it had, seconds
+    elapsed: float
+    exclude: tuple[str, ...] = ()
+    only: str | None = None
+    late: dict[str, CheckResult] = field(default_factory=dict)
+
+    def snapshot(self, store: Store) -> Snapshot:
+        """The snapshot behind the answer (the shared one, unless this caller's differs)."""
+        checks = store.view(self.group, self.exclude, self.only, self.late)
+        return Snapshot(
+            group=self.group,
+            state=self.state,
+            draining=store.draining,
+            checks=checks,
+            excluded=tuple(e for e in self.exclude if store.spec(e) is not None),
+            deadline=self.deadline,
+            elapsed=self.elapsed,
+            groups=store.group_states(),
+            generation=store.generation,
+        )
+
+
+class Runs:
+    """Starts, shares and records runs of the store's checks."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        tracer: Tracer | None = None,
+        clock: Clock = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.tracer = tracer  # None: no tracing configured, so no spans at all (not even no-op)
+        self.clock, self.wall = clock, wall
+        self.checks: dict[str, Check] = {}
+        self._inflight: dict[str, _Run] = {}
+        self._tasks: set[asyncio.Task[CheckResult]] = set()  # every run, orphans of reloads too
+
+    def start(
+        self, name: str, deadline: Deadline, background: bool = False
+    ) -> asyncio.Task[CheckResult]:
+        """The run of `name` in flight, or a new one within `deadline`."""
+        run, spec = self._inflight.get(name), self.store.spec(name)
+        assert spec is not None, name
+        if run is None or run.spec is not spec:  # none, or one of a spec reloaded away
+            task = asyncio.get_running_loop().create_task(
+                self._execute(spec, self.checks[name], deadline, background), name=f"run:{name}"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            run = self._inflight[name] = _Run(spec, task, self.clock())
+        return run.task
+
+    async def join(self, name: str, deadline: Deadline) -> CheckResult:
+        """`name`'s result within `deadline`: the shared run's, or a timeout for this caller."""
+        task = self.start(name, deadline)
+        await asyncio.wait([task], timeout=max(0.0, deadline.at - self.clock()))
+        return task.result() if task.done() else self._gave_up(name, task, deadline)
+
+    def inflight(self) -> dict[str, float]:
+        """Checks running now, with the age of each run in seconds."""
+        now = self.clock()
+        return {n: now - r.started for n, r in self._inflight.items()}
+
+    async def stop(self) -> None:
+        """Cancel the runs in flight and wait for them."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def evaluate(
+        self,
+        group: str,
+        deadline: Deadline,
+        *,
+        fresh: bool = False,
+        exclude: Sequence[str] = (),
+        only: str | None = None,
+    ) -> Evaluation:
+        """The group's state, running its `on_demand` checks (all if `fresh`) within `deadline`."""
+        store = self.store
+        started = self.clock()
+        if only is None:
+            names = store.members(group) if fresh else store.on_demand(group)
+        else:
+            spec = store.spec(only)
+            names = (only,) if spec is not None and (fresh or spec.mode == "on_demand") else ()
+        if self.tracer is None:
+            state, late = await self._wait(group, deadline, names, exclude, only)
+        else:
+            with self.tracer.start_as_current_span(
+                "healthd.evaluate",
+                attributes={
+                    "healthd.group": group,
+                    "healthd.deadline_ms": round(max(0.0, deadline.at - started) * 1000, 3),
+                },
+            ) as span:
+                state, late = await self._wait(group, deadline, names, exclude, only)
+                span.set_attribute("healthd.state", state.value)
+        return Evaluation(
+            group, state, max(0.0, deadline.at - started), self.clock() - started,
+            tuple(exclude), only, late,
+        )  # fmt: skip
+
+    # --- internals --------------------------------------------------------------------------------
+
+    async def _wait(
+        self,
+        group: str,
+        deadline: Deadline,
+        names: Sequence[str],
+        exclude: Sequence[str],
+        only: str | None,
+    ) -> tuple[State, dict[str, CheckResult]]:
+        """Run `names` (sharing runs in flight) until done or `deadline`; the group's state
+        counting what this caller saw, and the results the store does not hold (late)."""
+        late: dict[str, CheckResult] = {}
+        tasks = {self.start(n, deadline): n for n in names if n not in exclude}
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(0.0, deadline.at - self.clock()))
+            for task, name in tasks.items():
+                if not task.done():
+                    late[name] = self._gave_up(name, task, deadline)
+                elif not task.cancelled() and _unrecorded(self.store, name, task.result()):
+                    late[name] = task.result()
+        return self.store.state_of(group, exclude, only, late), late
+
+    def _gave_up(
+        self, name: str, task: asyncio.Task[CheckResult], deadline: Deadline
+    ) -> CheckResult:
+        """The timeout this caller reports for a run that outlives its budget; callers with
+        the same budget share one result."""
+        run = self._inflight.get(name)
+        if run is None or run.task is not task:  # finished just now
+            return task.result()
+        limit = deadline.child(run.spec.timeout, now=run.started)
+        budget = max(0.0, limit.at - run.started)
+        key = round(budget * 1e6)
+        result = run.timeouts.get(key)
+        if result is None:
+            spec = run.spec
+            result = run.timeouts[key] = CheckResult(
+                name, spec.kind, Outcome.TIMEOUT, Reason.TIMEOUT,
+                f"timeout after {human_duration(budget)}",
+                self.clock() - run.started, run.started, self.wall(), budget,
+            )  # fmt: skip
+        return result
+
+    async def _execute(
+        self, spec: SpecBase, check: Check, deadline: Deadline, background: bool
+    ) -> CheckResult:
+        if background:
+            # check.timeout from when the run starts: a loop that lagged between scheduling
+            # and here must not eat the budget (a loop check would time out "after 0ms").
+            deadline = Deadline.after(spec.timeout, self.clock)
+        try:
+            if self.tracer is None:
+                result = await runner.run(spec, check, deadline, wall=self.wall)
+            else:
+                result = await self._traced(spec, check, deadline, background, self.tracer)
+            self.store.record(spec, result)
+            return result
+        finally:
+            run = self._inflight.get(spec.name)
+            if run is not None and run.task is asyncio.current_task():
+                del self._inflight[spec.name]
+
+    async def _traced(
+        self, spec: SpecBase, check: Check, deadline: Deadline, background: bool, tracer: Tracer
+    ) -> CheckResult:
+        """`runner.run` inside a `healthd.check` span (opened outside the run's timeout)."""
+        with tracer.start_as_current_span(
+            "healthd.check",
+            attributes={
+                "healthd.check.name": spec.name,
+                "healthd.check.kind": spec.kind,
+                "healthd.check.background": background,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            result = await runner.run(spec, check, deadline, wall=self.wall)
+            span.set_attribute("healthd.check.timeout_ms", round(result.timeout * 1000, 3))
+            span.set_attribute("healthd.check.outcome", result.outcome.value)
+            span.set_attribute("healthd.check.reason", result.reason.value)
+            if not result.outcome.good:
+                span.set_status(StatusCode.ERROR, result.message)
+        return result
+
+
+def _unrecorded(store: Store, name: str, result: CheckResult) -> bool:
+    """A result the store did not take (its check was reloaded away meanwhile)."""
+    state = store.check(name)
+    return state is not None and state.last is not result

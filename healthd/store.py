@@ -1,0 +1,337 @@
+"""The store: the one read model (DESIGN §1, §11). Everything that shows state reads it.
+
+    record(spec, result) ─▶ evaluator ─▶ the check's state ─▶ its groups' tallies ─▶ states
+                         ─▶ generation += 1 ─▶ observers, and events for `changes()`
+
+It owns every check's state, a tally per group (how many members weigh on it as failing,
+unknown or degraded: aggregator.weigh), the drain flag, the startup latch (how many
+critical startup members never passed), the generation number, posted heartbeats, and
+a ring of transition events. Recording a result touches only that check's groups'
+tallies: O(1) in the number of checks. A result going stale (`max_age`) turns its check
+`unknown` through a heap of expiry times, applied when the store is next read or written.
+
+A group's snapshot is built at most once per generation and shared by every reader.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from healthd.aggregator import fold, weigh
+from healthd.checks.base import SpecBase
+from healthd.evaluator import evaluate
+from healthd.events import Event, Fanout, Kind, Observer, Ring
+from healthd.groups import GROUPS, PROBED, STARTUP, Membership, drains
+from healthd.model import Beat, CheckResult, CheckState, Outcome, Snapshot, State, Status
+
+
+@dataclass(slots=True)
+class _Tally:
+    """How many of a group's members weigh on it each way (indexed by aggregator codes)."""
+
+    drains: bool
+    counts: list[int]
+
+
+@dataclass(slots=True)
+class _Slot:
+    spec: SpecBase
+    state: CheckState  # counted: what the thresholds saw
+    view: CheckState  # what readers see: `state`, or `unknown` once its result is stale
+    code: int  # how it weighs on its groups now (aggregator.weigh of view.status)
+    tallies: tuple[_Tally, ...]
+    expires: float  # monotonic time its last result goes stale; inf before one
+    startup: bool  # a member of the startup latch
+
+
+class Store:
+    """One per daemon. Not thread-safe: everything runs on the event loop's thread."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        observers: Sequence[Observer] = (),
+    ) -> None:
+        self.clock, self.wall = clock, wall
+        self.fanout = Fanout(observers)
+        self.generation = 0  # +1 on every change a reader could see
+        self.draining = False
+        self.started = False  # the startup latch: closed for good once every member passed
+        self.states: dict[str, State] = dict.fromkeys(GROUPS, State.UNKNOWN)
+        self.next_expiry = math.inf  # the earliest time a result may go stale
+        self._announced: dict[str, State | None] = dict.fromkeys(GROUPS)
+        self._tallies = {g: _Tally(drains(g), [0, 0, 0, 0]) for g in GROUPS}
+        self._slots: dict[str, _Slot] = {}
+        self._members: Mapping[str, tuple[str, ...]] = {g: () for g in GROUPS}
+        self._on_demand: dict[str, tuple[str, ...]] = {g: () for g in GROUPS}
+        self._unstarted = 0
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = itertools.count()
+        self._snapshots: dict[str, Snapshot] = {}
+        self._beats: dict[str, Beat] = {}
+        self.ring = Ring()
+
+    # --- configuration (start-up and reloads: O(N), the only walks) ---------------------------
+
+    def configure(self, specs: Iterable[SpecBase], membership: Membership) -> set[str]:
+        """Take a new set of checks; those whose spec did not change keep their state.
+        Returns the names kept."""
+        old, self._slots, kept = self._slots, {}, set()
+        startup = set(membership.members[STARTUP])
+        for tally in self._tallies.values():
+            tally.counts[:] = [0, 0, 0, 0]
+        for spec in specs:
+            slot = old.get(spec.name)
+            if slot is not None and slot.spec == spec:
+                kept.add(spec.name)
+            else:
+                state = CheckState(spec.name, spec.kind, spec.critical)
+                slot = _Slot(
+                    spec, state, state, weigh(spec.critical, state.status), (), math.inf, False
+                )
+            groups = membership.groups_of[spec.name]
+            slot.tallies = tuple(self._tallies[g] for g in groups if g != STARTUP)
+            slot.startup = spec.name in startup
+            for tally in slot.tallies:
+                tally.counts[slot.code] += 1
+            self._slots[spec.name] = slot
+        self._members = membership.members
+        self._on_demand = {
+            g: tuple(n for n in names if self._slots[n].spec.mode == "on_demand")
+            for g, names in self._members.items()
+        }
+        self._beats = {n: b for n, b in self._beats.items() if n in self._slots}
+        if not self.started:
+            self._unstarted = sum(not self._slots[n].state.ever_passed for n in startup)
+            self.started = self._unstarted == 0
+        self.generation += 1
+        self._settle(announce=False)  # the first announcements come with the first change
+        return kept
+
+    def spec(self, name: str) -> SpecBase | None:
+        slot = self._slots.get(name)
+        return slot.spec if slot is not None else None
+
+    def specs(self) -> list[SpecBase]:
+        return [slot.spec for slot in self._slots.values()]
+
+    def members(self, group: str) -> tuple[str, ...]:
+        return self._members.get(group, ())
+
+    def on_demand(self, group: str) -> tuple[str, ...]:
+        """The group's `on_demand` members: a probe of it runs them (so it has no cached answer)."""
+        return self._on_demand.get(group, ())
+
+    def groups_of(self, name: str) -> list[str]:
+        """The probed groups `name` is in (O(1) in the number of checks)."""
+        return [g for g in PROBED if self.has(g, name)]
+
+    def has(self, group: str, name: str) -> bool:
+        """Whether check `name` is a member of `group`."""
+        slot = self._slots.get(name)
+        if slot is None:
+            return False
+        return slot.startup if group == STARTUP else self._tallies[group] in slot.tallies
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    def record(self, spec: SpecBase, result: CheckResult) -> CheckState | None:
+        """Fold `result` into its check's state: O(1) in the number of checks (amortised).
+        None when the check was reloaded away (or changed) while the run was in flight."""
+        slot = self._slots.get(result.name)
+        if slot is None or slot.spec is not spec:
+            return None
+        self._expire_due()
+        before = slot.view
+        after = evaluate(slot.state, result, spec.failure_threshold, spec.success_threshold)
+        slot.state = slot.view = after
+        slot.expires = result.started_at + result.duration + spec.stale_after
+        heapq.heappush(self._heap, (slot.expires, next(self._seq), spec.name))
+        self.next_expiry = self._heap[0][0]
+        self.generation += 1
+        self.fanout.result(spec, result, after)
+        if slot.startup and not before.ever_passed and after.ever_passed:
+            self._unstarted -= 1
+            self.started = self.started or self._unstarted == 0
+        if after.status is not before.status:
+            self._move(slot, before, after)
+        self._settle()
+        return after
+
+    def set_draining(self, draining: bool) -> None:
+        if draining is not self.draining:
+            self.draining = draining
+            self._changed()
+
+    def post_beat(self, name: str, beat: Beat) -> None:
+        """Keep the application's latest heartbeat for check `name` (a heartbeat run reads it)."""
+        self._beats[name] = beat
+
+    def beat(self, name: str) -> Beat | None:
+        return self._beats.get(name)
+
+    # --- reads ------------------------------------------------------------------------------------
+
+    def current(self, group: str) -> State:
+        """The group's state now: O(1) (the probe hot path)."""
+        if self.clock() > self.next_expiry:
+            self._expire_due()
+        return self.states[group]
+
+    def group_states(self) -> dict[str, State]:
+        """Every probed group's state now (what /health lists)."""
+        self._expire_due()
+        return {g: self.states[g] for g in PROBED}
+
+    def check(self, name: str) -> CheckState | None:
+        """One check's state as readers see it (freshness applied)."""
+        self._expire_due()
+        slot = self._slots.get(name)
+        return slot.view if slot is not None else None
+
+    def snapshot(self, group: str) -> Snapshot:
+        """The group as of now; built once per generation and shared by every reader."""
+        self._expire_due()
+        cached = self._snapshots.get(group)
+        if cached is not None and cached.generation == self.generation:
+            return cached
+        slots = self._slots
+        snapshot = Snapshot(
+            group=group,
+            state=self.states[group],
+            draining=self.draining,
+            checks=tuple(slots[n].view for n in self._members[group]),
+            groups=self.group_states(),
+            generation=self.generation,
+        )
+        self._snapshots[group] = snapshot
+        return snapshot
+
+    def state_of(
+        self,
+        group: str,
+        exclude: Sequence[str] = (),
+        only: str | None = None,
+        late: Mapping[str, CheckResult] | None = None,
+    ) -> State:
+        """The group's state without `exclude`d members (or of `only` one), counting `late`
+        results one caller saw but the store has not: O(len(exclude) + len(late))."""
+        self._expire_due()
+        if group == STARTUP:
+            return self.states[STARTUP]  # a latch: exclusions and late runs do not move it
+        tally, late = self._tallies[group], late or {}
+        draining = self.draining and tally.drains
+        if only is not None:
+            counts, slot = [0, 0, 0, 0], self._slots.get(only)
+            if slot is not None and only not in exclude:
+                counts[weigh(slot.spec.critical, _seen(slot, late).status)] = 1
+            return fold(counts, draining)
+        if not exclude and not late:
+            return self.states[group]
+        counts = list(tally.counts)
+        for name in {*exclude, *late}:
+            slot = self._slots.get(name)
+            if slot is None or tally not in slot.tallies:
+                continue  # not a member (or reloaded away meanwhile)
+            counts[slot.code] -= 1
+            if name not in exclude:
+                counts[weigh(slot.spec.critical, _seen(slot, late).status)] += 1
+        return fold(counts, draining)
+
+    def view(
+        self,
+        group: str,
+        exclude: Sequence[str] = (),
+        only: str | None = None,
+        late: Mapping[str, CheckResult] | None = None,
+    ) -> tuple[CheckState, ...]:
+        """The checks one caller sees: the shared snapshot's unless it excludes, picks or
+        saw late results (then O(members), for that caller's detailed answer only)."""
+        if only is None and not exclude and not late:
+            return self.snapshot(group).checks
+        self._expire_due()
+        late = late or {}
+        names = [only] if only is not None else self._members[group]
+        out = []
+        for name in names:
+            slot = self._slots.get(name)
+            if slot is not None and name not in exclude:
+                out.append(_seen(slot, late))
+        return tuple(out)
+
+    # --- subscriptions ----------------------------------------------------------------------------
+
+    def changes(self, since: int | None = None) -> AsyncIterator[Event]:
+        """Transition events after id `since` (None: from now on), as they happen (Ring)."""
+        return self.ring.changes(since)
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _expire_due(self) -> None:
+        """Turn checks whose last result is older than their `max_age` unknown."""
+        now = self.clock()
+        heap, moved = self._heap, False
+        while heap and heap[0][0] < now:
+            at, _, name = heapq.heappop(heap)
+            slot = self._slots.get(name)
+            if slot is None or slot.expires != at or slot.view.status is Status.UNKNOWN:
+                continue  # superseded by a newer result, or reloaded away
+            before = slot.view
+            slot.view = replace(slot.state, status=Status.UNKNOWN)
+            self._move(slot, before, slot.view)
+            moved = True
+        self.next_expiry = heap[0][0] if heap else math.inf
+        if moved:
+            self.generation += 1
+            self._settle()
+
+    def _move(self, slot: _Slot, before: CheckState, after: CheckState) -> None:
+        """A check's status changed: re-weigh it in its groups, tell observers and streams."""
+        code = weigh(slot.spec.critical, after.status)
+        if code != slot.code:
+            for tally in slot.tallies:
+                tally.counts[slot.code] -= 1
+                tally.counts[code] += 1
+            slot.code = code
+        self.fanout.transition(slot.spec, before, after)
+        message = after.last.message if after.last is not None else ""
+        self._emit("check", after.name, after.status.value, before.status.value, message)
+
+    def _changed(self) -> None:
+        self.generation += 1
+        self._settle()
+
+    def _settle(self, announce: bool = True) -> None:
+        """Recompute each group's state from its tally (O(groups)); announce the changes."""
+        states, draining = self.states, self.draining
+        for group, tally in self._tallies.items():
+            if group == STARTUP:
+                states[group] = State.HEALTHY if self.started else State.UNKNOWN
+            else:
+                states[group] = fold(tally.counts, draining and tally.drains)
+        for group in GROUPS if announce else ():
+            before, after = self._announced[group], states[group]
+            if before is not after:
+                self._announced[group] = after
+                self.fanout.group(group, before, after)
+                self._emit("group", group, after.value, before.value if before else None, "")
+
+    def _emit(self, kind: Kind, name: str, state: str, previous: str | None, message: str) -> None:
+        self.ring.emit(kind, name, state, previous, message, self.wall())
+
+
+def _seen(slot: _Slot, late: Mapping[str, CheckResult]) -> CheckState:
+    result = late.get(slot.spec.name)
+    return slot.view if result is None else late_view(slot.view, result)
+
+
+def late_view(state: CheckState, result: CheckResult) -> CheckState:
+    """A state showing a result one caller saw but the store has not (yet) recorded."""
+    status = Status.TIMEOUT if result.outcome is Outcome.TIMEOUT else state.status
+    return replace(state, status=status, last=result)

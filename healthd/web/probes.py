@@ -1,0 +1,193 @@
+"""The probe listener (DESIGN §5): /livez /readyz /startupz, per-check paths, /health.
+
+Handlers parse the request, ask the runs for an evaluation when something must run,
+and read everything else from the store: every bad input is a 4xx with a one-line
+message, never a 500.
+
+A status-only answer for a group with nothing to run is the group's state from the
+store's tallies (O(1)) and bytes rendered once per state: that is the hot path of a
+probe listener (bench/throughput.py measures it against bare aiohttp).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from healthd.config import Settings
+from healthd.deadline import Budgets, Deadline
+from healthd.engine import Engine
+from healthd.errors import BudgetError
+from healthd.groups import CHECK_PATHS, ENDPOINTS, GROUPS
+from healthd.model import State
+from healthd.runs import Evaluation
+from healthd.store import Store
+from healthd.web import render
+from healthd.web.base import MAX_BODY, Handler, InFlight, authorized, error
+
+ENGINE = web.AppKey("engine", Engine)
+JSON = "application/json"
+CACHED_HEADERS = {"Content-Type": JSON, "Cache-Control": "no-store"}
+FLAGS = {"": True, "1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+class ProbeCounter(Protocol):
+    """Where answered probes are counted (observers.metrics.Metrics.probe)."""
+
+    def probe(self, endpoint: str, code: int, duration: float, budget: float) -> None: ...
+
+
+class Answers:
+    """What the answers take from the settings, rebuilt when a reload replaces them."""
+
+    __slots__ = ("always", "budgets", "by_state", "cacheable", "margin", "settings", "token")
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        server, cfg = settings.server, settings.deadline
+        self.settings = settings
+        # Groups with nothing to run on a probe (no `on_demand` member): a status-only answer
+        # is their state. The store was configured from these settings before they were set.
+        self.cacheable = frozenset(g for g in GROUPS if not store.on_demand(g))
+        self.by_state = {s: (server.status_codes[s], render.status_body(s)) for s in State}
+        self.budgets = Budgets(cfg.default, cfg.max, cfg.offset)
+        self.margin = cfg.margin
+        self.always = server.show_details == "always"  # details without a token: never cached
+        self.token = server.token.get_secret_value() if server.show_details != "never" else ""
+
+    def details(self, request: web.Request) -> bool:
+        return self.always or authorized(request, self.token)
+
+
+class Probes:
+    """The probe handlers of one app, sharing the settings-derived answers and a renderer."""
+
+    def __init__(self, engine: Engine, inflight: InFlight, metrics: ProbeCounter | None) -> None:
+        self.engine, self.inflight, self.metrics = engine, inflight, metrics
+        self.renderer = render.Renderer()
+        self._answers = Answers(engine.settings, engine.store)
+
+    def answers(self) -> Answers:
+        if self._answers.settings is not self.engine.settings:
+            self._answers = Answers(self.engine.settings, self.engine.store)
+        return self._answers
+
+    def handler(self, endpoint: str) -> Handler:
+        """The handler for `/{endpoint}` and `/{endpoint}/{check}`."""
+        group = ENDPOINTS[endpoint]
+        engine, store, inflight = self.engine, self.engine.store, self.inflight
+        count = self.metrics.probe if self.metrics is not None else None
+        finish = inflight.finish
+
+        async def probe(request: web.Request) -> web.StreamResponse:
+            started = time.perf_counter()
+            answers = self._answers
+            if answers.settings is not engine.settings:
+                answers = self.answers()
+            headers = request.headers
+            # ATTENTION: the hot path. Every condition here is a plain lookup; a generator or
+            # a helper call costs more than the bare-aiohttp budget allows (bench/throughput.py).
+            if (
+                not answers.always
+                and "?" not in request.raw_path  # no query: cheaper than parsing the URL's
+                and not request.match_info
+                and not inflight.closing
+                and "Authorization" not in headers  # a token may show details: the slow path
+                and render.HEALTH_JSON not in headers.get("Accept", "")
+                and group in answers.cacheable
+            ):
+                budget = answers.budgets.fast(headers)  # None: the slow path parses (or 400s)
+                if budget is not None:
+                    code, body = answers.by_state[store.current(group)]
+                    inflight.served += 1
+                    if count is not None:
+                        count(endpoint, code, time.perf_counter() - started, budget)
+                    return web.Response(body=body, status=code, headers=CACHED_HEADERS)
+            return finish(await self.answer(request, endpoint, group, started))
+
+        return probe
+
+    async def answer(
+        self, request: web.Request, endpoint: str, group: str, started: float
+    ) -> web.Response:
+        engine, answers = self.engine, self.answers()
+        check = request.match_info.get("check")
+        if check is not None and not engine.store.has(group, check):
+            return error(404, f"no check {check!r} in group {group!r}")
+        try:
+            budget = answers.budgets.parse(request.query, request.headers)
+        except BudgetError as exc:
+            return error(400, str(exc))
+        deadline = Deadline(engine.clock() + budget - answers.margin, engine.clock)
+        with self.inflight.track(request):
+            evaluation = await _evaluate(request, engine, group, deadline, check)
+        if isinstance(evaluation, web.Response):
+            return evaluation  # a bad parameter: 400
+        response = self.respond(request, endpoint, evaluation, answers)
+        if self.metrics is not None:
+            self.metrics.probe(endpoint, response.status, time.perf_counter() - started, budget)
+        return response
+
+    def respond(
+        self, request: web.Request, endpoint: str, evaluation: Evaluation, answers: Answers
+    ) -> web.Response:
+        code, status_only = answers.by_state[evaluation.state]
+        details = answers.details(request)
+        if "verbose" in request.query:
+            snapshot = evaluation.snapshot(self.engine.store)
+            text = render.render_verbose(snapshot, endpoint, code < 400, details)
+            return web.Response(text=text, status=code)
+        if render.HEALTH_JSON in request.headers.get("Accept", ""):
+            snapshot = evaluation.snapshot(self.engine.store)
+            body = self.renderer.health_json(snapshot, details)
+            return web.Response(body=body, status=code, content_type=render.HEALTH_JSON)
+        if details:
+            body = self.renderer.json(evaluation.snapshot(self.engine.store), True)
+            return web.Response(body=body, status=code, content_type=JSON)
+        return web.Response(body=status_only, status=code, content_type=JSON)
+
+
+async def _evaluate(
+    request: web.Request, engine: Engine, group: str, deadline: Deadline, check: str | None
+) -> Evaluation | web.Response:
+    exclude = request.query.getall("exclude", [])
+    fresh = FLAGS.get(request.query.get("fresh", "0").lower())  # a bare ?fresh is "": fresh
+    if fresh is None:
+        return error(400, f"?fresh: {request.query['fresh']!r:.40} is not a boolean (use 1 or 0)")
+    return await engine.runs.evaluate(group, deadline, fresh=fresh, exclude=exclude, only=check)
+
+
+def make_app(
+    engine: Engine,
+    extra_routes: list[web.RouteDef] | None = None,
+    middlewares: Sequence[Middleware] = (),
+    inflight: InFlight | None = None,
+    metrics: ProbeCounter | None = None,
+) -> web.Application:
+    """The probe application; telemetry adds `/metrics` (`extra_routes`), trace context
+    continuation (`middlewares`) and the probe counter (`metrics`)."""
+    app = web.Application(client_max_size=MAX_BODY, middlewares=list(middlewares))
+    inflight = inflight or InFlight()
+    app[ENGINE] = engine
+    probes = Probes(engine, inflight, metrics)
+    handlers = {name: probes.handler(name) for name in ENDPOINTS}
+    routes = [web.get(f"/{name}", handler) for name, handler in handlers.items()]
+    routes += [web.get(f"/{name}/{{check}}", handlers[name]) for name in CHECK_PATHS]
+    for route in extra_routes or []:
+        assert isinstance(route, web.RouteDef)
+        routes.append(web.route(route.method, route.path, inflight.wrap(route.handler)))
+    paths = [r.path for r in routes]
+
+    async def not_allowed(request: web.Request) -> web.StreamResponse:
+        return inflight.finish(error(405, f"{request.method} {request.path}: use GET"))
+
+    async def not_found(request: web.Request) -> web.StreamResponse:
+        return inflight.finish(error(404, f"{request.path}: no such path"))
+
+    routes += [web.route("*", path, not_allowed) for path in paths]
+    routes.append(web.route("*", "/{tail:.*}", not_found))
+    app.add_routes(routes)
+    return app

@@ -1,0 +1,40 @@
+"""Response bodies: the shared part of a detailed body, and the same JSON either way."""
+
+from __future__ import annotations
+
+import json
+
+from healthd.groups import HEALTH
+from healthd.model import CheckResult, CheckState, Outcome, Reason, Snapshot, State, Status
+from healthd.web import render
+
+
+def snapshot(message: str = "connected to db:5432 — ok") -> Snapshot:
+    result = CheckResult("db", "tcp", Outcome.PASS, Reason.OK, message, 0.0012, 1.0, 1.7e9, 0.5)
+    checks = (CheckState("db", "tcp", True, Status.PASS, result, 0, 1, True),)
+    return Snapshot(HEALTH, State.HEALTHY, False, checks, deadline=2.0, elapsed=0.001,
+                    groups={"readiness": State.HEALTHY})  # fmt: skip
+
+
+def test_stdlib_and_orjson_write_the_same_json() -> None:
+    """Without orjson the stdlib writes the same document (non-ASCII messages included)."""
+    view = render.snapshot_view(snapshot(), details=True)
+    assert json.loads(render._stdlib_dumps(view)) == json.loads(render.dumps(view))
+    assert json.loads(render.render_json(snapshot(), True)) == json.loads(
+        render._stdlib_dumps(view)
+    )
+
+
+def test_checks_part_is_rendered_once_per_snapshot() -> None:
+    """Callers reading one snapshot share its rendered checks; their own fields differ."""
+    renderer, shared = render.Renderer(), snapshot()
+    first = renderer.json(shared, True)
+    part = renderer._parts["json"][1]
+    later = Snapshot(**{**{f: getattr(shared, f) for f in shared.__slots__}, "elapsed": 0.5})
+    second = renderer.json(later, True)
+    assert renderer._parts["json"][1] is part  # same check tuple: not rendered again
+    assert json.loads(first)["elapsed_ms"] == 1.0
+    assert json.loads(second)["elapsed_ms"] == 500.0
+    assert json.loads(first)["checks"] == json.loads(second)["checks"]
+    other = renderer.json(snapshot("another message"), True)
+    assert json.loads(other)["checks"]["db"]["message"] == "another message"
