@@ -12,6 +12,7 @@ heartbeats, the clock).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 
@@ -26,6 +27,8 @@ from healthd.model import CheckResult, Snapshot
 from healthd.runs import Runs
 from healthd.scheduler import Scheduler
 from healthd.store import Store
+
+HELD_LIMIT = 2.0  # seconds stop() waits for clean-ups runs left going (exec's TERM → KILL)
 
 Build = Callable[[SpecBase, Context], Check]
 
@@ -98,6 +101,8 @@ class Engine:
         """Stop scheduling, cancel the runs in flight and wait for them, stop the lag monitor."""
         self.scheduler.stop()
         await self.runs.stop()
+        if self.context.held:  # what cancelled runs left going (exec: TERM → KILL, reap)
+            await asyncio.wait(self.context.held, timeout=HELD_LIMIT)
         await self.lag.stop()
 
     async def run_now(self, name: str) -> CheckResult:

@@ -12,9 +12,10 @@ check gets a context of its own (a fresh monitor, no heartbeats).
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, Self
 
@@ -47,11 +48,23 @@ class _NoBeats:
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What the daemon hands to `spec.build`: its lag monitor, its heartbeats, its clock."""
+    """What the daemon hands to `spec.build`: its lag monitor, its heartbeats, its clock,
+    and what checks of one daemon share (instead of module-level state)."""
 
     lag: LagMonitor = field(default_factory=LagMonitor)
     beats: Beats = field(default_factory=_NoBeats)
     clock: Callable[[], float] = time.monotonic
+    # Work a run leaves going after its answer (exec's TERM → KILL), held until done; the
+    # daemon waits for it at stop.
+    held: set[asyncio.Task[None]] = field(default_factory=set)
+    # Calls that checks share by key while they last (disk: one statvfs per path).
+    pending: dict[str, Any] = field(default_factory=dict)
+
+    def hold(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` without waiting for it, holding a reference until it is done."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self.held.add(task)
+        task.add_done_callback(self.held.discard)
 
 
 class Model(BaseModel):

@@ -15,8 +15,9 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -35,9 +36,6 @@ class _Call:
     overran: bool = False  # a run timed out waiting on it
 
 
-# path → its call in progress (loop thread only). Process-wide on purpose: a hung mount
-# must cost one thread however many checks (or reloaded copies of one) look at it.
-_CALLS: dict[str, _Call] = {}
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
 
@@ -63,22 +61,28 @@ class DiskSpec(SpecBase):
         return self
 
     def build(self, context: Context | None = None) -> DiskCheck:
-        return DiskCheck(self.path, self.warn_free_percent, self.fail_free_percent)
+        pending = (context or Context()).pending
+        return DiskCheck(self.path, self.warn_free_percent, self.fail_free_percent, pending)
 
 
 class DiskCheck:
-    def __init__(self, path: str, warn: float, fail: float) -> None:
+    def __init__(self, path: str, warn: float, fail: float, pending: dict[str, Any]) -> None:
         self.path, self.warn, self.fail = path, warn, fail
+        # The daemon's calls in progress by key, shared by its checks (loop thread only): a
+        # hung mount costs one thread however many checks (or reloaded copies) look at it.
+        self.calls = pending
+        self.key = f"statvfs:{path}"
 
     async def __call__(self, deadline: Deadline) -> Observation:
-        call = _CALLS.get(self.path)
+        call: _Call | None = self.calls.get(self.key)
         if call is not None and call.overran:
             age = time.monotonic() - call.since
             raise CheckFailed(
                 Reason.TIMEOUT, f"{self.path}: statvfs still hanging after {age:.0f}s"
             )
         if call is None:
-            call = _CALLS[self.path] = _Call(_statvfs(self.path), time.monotonic())
+            future = _statvfs(self.path, lambda: self.calls.pop(self.key, None))
+            call = self.calls[self.key] = _Call(future, time.monotonic())
         try:
             stats = await asyncio.shield(call.future)
         except asyncio.CancelledError:
@@ -101,14 +105,15 @@ class DiskCheck:
         return Observation(message=text)
 
 
-def _statvfs(path: str) -> asyncio.Future[os.statvfs_result]:
-    """`os.statvfs(path)` in a daemon thread; the future resolves on the loop."""
+def _statvfs(path: str, done: Callable[[], object]) -> asyncio.Future[os.statvfs_result]:
+    """`os.statvfs(path)` in a daemon thread; the future resolves on the loop, after
+    `done()`."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[os.statvfs_result] = loop.create_future()
     future.add_done_callback(lambda f: f.cancelled() or f.exception())  # read: no warning
 
     def settle(result: os.statvfs_result | None, error: BaseException | None) -> None:
-        _CALLS.pop(path, None)
+        done()
         if error is not None:
             future.set_exception(error)
         else:

@@ -19,8 +19,7 @@ import math
 import os
 import signal
 import subprocess
-from collections.abc import Coroutine
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr
 
@@ -90,12 +89,12 @@ class ExecSpec(SpecBase):
     )
 
     def build(self, context: Context | None = None) -> ExecCheck:
-        return ExecCheck(self.command, self.env)
+        return ExecCheck(self.command, self.env, context or Context())
 
 
 class ExecCheck:
-    def __init__(self, command: list[str], env: dict[str, SecretStr]) -> None:
-        self.command, self.env = command, env
+    def __init__(self, command: list[str], env: dict[str, SecretStr], context: Context) -> None:
+        self.command, self.env, self.context = command, env, context
 
     def _environment(self, deadline: Deadline) -> dict[str, str]:
         return {
@@ -137,20 +136,10 @@ class ExecCheck:
         except BaseException:
             # ATTENTION: cancelled at the deadline. TERM → grace → KILL goes on in a held task,
             # so the answer is not late by the grace period; nothing is left running after it.
-            _in_background(_stop(transport, plugin))
+            self.context.hold(_stop(transport, plugin), "exec-cleanup")
             raise
         await _stop(transport, plugin)  # it exited: only stragglers of its group get KILL
         return _judge(transport.get_returncode(), plugin.first_line())
-
-
-_CLEANUPS: set[asyncio.Task[None]] = set()
-
-
-def _in_background(cleanup: Coroutine[Any, Any, None]) -> None:
-    """Run `cleanup` without waiting for it, holding a reference until it is done."""
-    task = asyncio.get_running_loop().create_task(cleanup, name="exec-cleanup")
-    _CLEANUPS.add(task)
-    task.add_done_callback(_CLEANUPS.discard)
 
 
 async def _abandon(spawn: asyncio.Future[tuple[asyncio.SubprocessTransport, _Plugin]]) -> None:

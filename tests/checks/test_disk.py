@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from healthd import runner
+from healthd.checks.base import Context
 from healthd.checks.disk import DiskSpec, format_bytes
 from healthd.deadline import Deadline
 from healthd.model import CheckResult, Outcome, Reason
@@ -19,9 +20,10 @@ from healthd.model import CheckResult, Outcome, Reason
 MESSAGE = re.compile(r"^\d+\.\d% free \(\d+(\.\d)? [KMGTP]?i?B of \d+(\.\d)? [KMGTP]?i?B\)")
 
 
-async def run(**keys: Any) -> CheckResult:
+async def run(context: Context | None = None, **keys: Any) -> CheckResult:
+    """One run of a disk check on `/`, built with `context` (one daemon's) or its own."""
     spec = DiskSpec(name="root", kind="disk", **keys)
-    return await runner.run(spec, spec.build(), Deadline.after(5.0))
+    return await runner.run(spec, spec.build(context), Deadline.after(5.0))
 
 
 async def test_root_passes() -> None:
@@ -65,13 +67,14 @@ async def test_hung_statvfs(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(path)
 
     monkeypatch.setattr(os, "statvfs", stuck)  # disk calls os.statvfs in its thread
-    first = await run(timeout="300ms")
+    daemon = Context()  # what one daemon's checks share
+    first = await run(daemon, timeout="300ms")
     assert (first.outcome, first.reason) == (Outcome.TIMEOUT, Reason.TIMEOUT)
     assert 0.28 <= first.duration <= 0.6
     stuck_threads = [t for t in threading.enumerate() if t.name == "healthd-statvfs"]
     assert stuck_threads
     assert all(t.daemon for t in stuck_threads)  # a stuck thread never holds healthd's exit
-    second = await run(timeout="300ms")
+    second = await run(daemon, timeout="300ms")
     assert second.reason is Reason.TIMEOUT
     assert "still hanging" in second.message
     assert second.duration < 0.05  # no second thread waits on the same mount
@@ -79,7 +82,7 @@ async def test_hung_statvfs(monkeypatch: pytest.MonkeyPatch) -> None:
     for thread in stuck_threads:
         thread.join(2.0)
     await asyncio.sleep(0.01)  # the settle callback runs on the loop
-    assert (await run()).outcome is Outcome.PASS
+    assert (await run(daemon)).outcome is Outcome.PASS
 
 
 def test_format_bytes() -> None:
@@ -114,6 +117,7 @@ async def test_overlapping_runs_on_one_path_share_the_call(monkeypatch: pytest.M
         return real(path)
 
     monkeypatch.setattr(os, "statvfs", slow)
-    first, second = await asyncio.gather(run(timeout="500ms"), run(timeout="500ms"))
+    daemon = Context()
+    first, second = await asyncio.gather(run(daemon, timeout="500ms"), run(daemon, timeout="500ms"))
     assert (first.outcome, second.outcome) == (Outcome.PASS, Outcome.PASS), second.message
     assert calls == ["/"]

@@ -14,7 +14,9 @@ from pydantic import ValidationError
 from healthd import runner
 from healthd.checks.exec import ExecSpec
 from healthd.deadline import Deadline
-from healthd.model import CheckResult, Outcome, Reason
+from healthd.engine import Engine
+from healthd.model import CheckResult, Outcome, Reason, Status
+from tests.helpers import settings
 
 
 async def run(script: str, timeout: str = "2s", **keys: Any) -> CheckResult:
@@ -177,3 +179,30 @@ def test_command_must_not_be_empty() -> None:
     """An empty argv is a config error."""
     with pytest.raises(ValidationError, match="command"):
         ExecSpec(name="p", kind="exec", command=[])
+
+
+async def test_the_daemon_waits_for_a_cleanup_at_stop(tmp_path: Path) -> None:
+    """A plugin ignoring TERM, timed out: its TERM → KILL goes on in a task the daemon's
+    context holds, and engine.stop() waits for it: nothing runs after the stop."""
+    pidfile = tmp_path / "pids"
+    script = f"trap '' TERM; sleep 30 & echo $$ $! > {pidfile}; wait"
+    spec = {"name": "plugin", "kind": "exec", "command": ["sh", "-c", script],
+            "timeout": "300ms", "interval": "10s", "mode": "on_demand"}  # fmt: skip
+    engine = Engine(settings([spec]))
+    snapshot = await engine.evaluate("readiness", Deadline.after(2.0), fresh=True)
+    assert snapshot.checks[0].status is Status.TIMEOUT
+    assert engine.context.held  # the clean-up outlives the answer
+    await engine.stop()
+    assert not engine.context.held
+    pids = [int(pid) for pid in pidfile.read_text().split()]
+    assert [pid for pid in pids if not dead(pid)] == []  # at once, not within a grace
+
+
+def dead(pid: int) -> bool:
+    """`pid` no longer runs: missing, or a zombie (an orphan waits for init to reap it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
