@@ -11,6 +11,8 @@ from types import TracebackType
 
 from tests.conftest import free_port
 
+PORT_TRIES = 3
+
 
 class Healthd:
     """`async with Healthd(tmp_path, config) as h:` runs `healthd run -c <config>` on free ports.
@@ -27,11 +29,9 @@ class Healthd:
         env: dict[str, str] | None = None,
         capture_stdout: bool = False,
     ) -> None:
-        self.port, self.admin_port = free_port(), free_port()
         self.path = directory / f"{name}.yaml"
-        self.path.write_text(
-            config.replace("{port}", str(self.port)).replace("{admin_port}", str(self.admin_port))
-        )
+        self.template = config
+        self._choose_ports()
         self.env = env
         self.lines: list[str] = []
         self.capture_stdout = capture_stdout
@@ -40,6 +40,11 @@ class Healthd:
         self.proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
+
+    def _choose_ports(self) -> None:
+        self.port, self.admin_port = free_port(), free_port()
+        config = self.template.replace("{port}", str(self.port))
+        self.path.write_text(config.replace("{admin_port}", str(self.admin_port)))
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -63,6 +68,20 @@ class Healthd:
             self.out.append(raw.decode(errors="replace").rstrip())
 
     async def start(self, timeout: float = 15.0) -> Healthd:
+        """Start the daemon; if a port free_port() chose was taken meanwhile (any outgoing
+        connection may get it as its ephemeral port), start again on fresh ones."""
+        for _ in range(PORT_TRIES - 1):
+            try:
+                return await self._start(timeout)
+            except RuntimeError:
+                if not any("Address already in use" in line for line in self.lines):
+                    raise
+            self.lines, self.out = [], []
+            self._listening = asyncio.Event()
+            self._choose_ports()
+        return await self._start(timeout)
+
+    async def _start(self, timeout: float) -> Healthd:
         import os
 
         env = {**os.environ, **(self.env or {})}

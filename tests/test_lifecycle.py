@@ -23,10 +23,12 @@ DRAIN, GRACE = 1.0, 2.0
 CONFIG = f"""
 server: {{listen: "127.0.0.1:{{port}}", admin_listen: "127.0.0.1:{{admin_port}}"}}
 shutdown: {{drain_delay: {DRAIN}s, grace: {GRACE}s}}
-checks:
-  - {{name: loop, kind: loop, interval: 200ms, timeout: 100ms}}
+checks:  # the pause below is lag the loop check sees: it may warn, never fail
+  - {{name: loop, kind: loop, interval: 200ms, timeout: 100ms, fail_lag: 5s}}
 """
-PAUSE = 0.1  # the daemon is stopped this long around the end of drain_delay
+# The daemon is stopped this long around the end of drain_delay (the issue's 100 ms, and
+# room for a loaded test process to wake late on either side).
+PAUSE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,20 @@ async def hammer(url: str, path: str, stop: asyncio.Event, hits: list[Hit]) -> N
                 await asyncio.sleep(0.005)  # refused after the close: do not spin
 
 
+async def written_while_stopped(port: int, path: str) -> tuple[float, int]:
+    """Connect and write one request now (the kernel queues it while the daemon is
+    stopped); then wait for the answer: (when it was written, its status)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await writer.drain()
+        written = time.time()
+        line = await asyncio.wait_for(reader.readline(), DRAIN + GRACE + 3)
+        return written, int(line.split()[1]) if line else 0
+    finally:
+        writer.close()
+
+
 async def test_sigterm_under_load_drains_without_dropping(tmp_path: Path) -> None:
     """Under load, paused around the close: readiness 503 at once, liveness 200, every request
     sent before the logged close answered, exit 0."""
@@ -109,7 +125,9 @@ async def test_sigterm_under_load_drains_without_dropping(tmp_path: Path) -> Non
         # Descheduled around the close, as on a loaded node: connections queue in the kernel.
         await asyncio.sleep(DRAIN - PAUSE / 2)
         h.signal(signal.SIGSTOP)
+        queued = [asyncio.create_task(written_while_stopped(h.port, p)) for p in paths * 3]
         await asyncio.sleep(PAUSE)
+        t_cont = time.time()
         h.signal(signal.SIGCONT)
         code = await h.wait(DRAIN + GRACE + 3)
         t_exit = time.time()
@@ -124,8 +142,12 @@ async def test_sigterm_under_load_drains_without_dropping(tmp_path: Path) -> Non
     first_503 = min(x.done for x in ready if x.status == 503)
     assert first_503 - t_sig < 0.05
     assert all(x.status == 503 for x in ready if x.sent > t_sig + 0.05)
-    paused = [x for x in hits if t_sig + DRAIN - PAUSE / 2 <= x.sent < close]
-    assert [x for x in paused if x.status is not None]  # the pause did queue requests
+    answers = [await q for q in queued]
+    assert all(written < t_cont for written, _ in answers)  # connected and sent while stopped
+    assert [status for _, status in answers] == [
+        503 if p == "/readyz" else 200 for p in paths * 3
+    ]  # every one read and answered after the daemon resumed, though the close was due
+    assert close > t_cont  # the pause covered the end of drain_delay
     assert [x for x in hits if x.error and x.sent < close] == []
     assert [x for x in hits if x.error and x.sent >= close]  # and the listener did close
     live = [x for x in hits if x.path == "/livez" and x.sent < close]
