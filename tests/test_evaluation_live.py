@@ -7,7 +7,9 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import aiohttp
 import pytest
 
 from healthd import render, runner
@@ -18,6 +20,7 @@ from healthd.evaluator import evaluate, initial
 from healthd.model import Outcome, Status
 from tests.conftest import free_port
 from tests.helpers import settings
+from tests.procs import Healthd
 
 ANSWER_503 = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
@@ -205,3 +208,45 @@ async def test_down_interval_spares_a_dead_target() -> None:
     state = engine.states(["api"])[0]
     assert state.status is Status.FAIL
     assert 3 <= target.accepts <= 6, target.accepts
+
+
+@pytest.mark.slow
+async def test_a_real_daemon_shows_skipped_and_flapping(
+    tmp_path: Path, blackhole: tuple[str, int], listener: Listener
+) -> None:
+    """Through a real healthd: `?verbose` prints `[-]orders skipped: depends on db (timeout)`,
+    JSON `"status": "skipped"` and `"flapping"`, /metrics the skipped status; orders, whose
+    target is up, is not connected to once db is known to hang."""
+    host, port = blackhole
+    config = f"""
+server: {{listen: "127.0.0.1:{{port}}", admin_listen: "127.0.0.1:{{admin_port}}",
+          show_details: always}}
+checks:
+  - {{name: db, kind: tcp, address: "{host}:{port}", interval: 300ms, timeout: 100ms}}
+  - {{name: orders, kind: tcp, address: "{listener.address}", depends_on: [db],
+      interval: 300ms, timeout: 100ms}}
+"""
+    async with Healthd(tmp_path, config) as daemon, aiohttp.ClientSession() as http:
+        url = daemon.url("/readyz?verbose")
+        deadline = time.monotonic() + 5.0
+        text = ""
+        while time.monotonic() < deadline and "orders skipped" not in text:
+            async with http.get(url) as response:
+                text = await response.text()
+            await asyncio.sleep(0.1)
+        assert "[-]orders skipped: depends on db (timeout)" in text, text
+        before = listener.accepts  # ≤ 1: a first run may come before db's first result
+        await asyncio.sleep(1.0)  # three more intervals of orders, all skipped
+        assert "[-]db timeout after 100ms" in text
+        async with http.get(daemon.url("/health")) as response:
+            body = await response.json()
+        assert body["checks"]["orders"]["status"] == "skipped"
+        assert body["checks"]["orders"]["attempts"] == 0
+        assert body["checks"]["db"]["flapping"] is False
+        async with http.get(daemon.url("/metrics")) as response:
+            metrics = await response.text()
+        assert 'healthd_check_status{check="orders",kind="tcp",status="skipped"} 1.0' in metrics
+        assert 'healthd_check_flapping{check="db"} 0.0' in metrics
+        assert 'healthd_check_attempts_total{check="db",kind="tcp"}' in metrics
+        assert before <= 1
+        assert listener.accepts == before
