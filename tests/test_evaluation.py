@@ -343,3 +343,21 @@ async def test_dns_failures_are_retried() -> None:
     check = FakeCheck([socket.gaierror(-2, "Name or service not known"), P], clock=clock)
     got = await attempt_run(check, clock, [], retries=1)
     assert (got.attempts, got.outcome) == (2, P)
+
+
+def test_defaults_carry_the_new_keys() -> None:
+    """`defaults:` sets retries, retry_delay, intervals and flapping for every check."""
+    s = settings(
+        [{"name": "a"}, {"name": "b", "flapping": {"window": 5}}],
+        defaults={"retries": 2, "retry_delay": "10ms", "interval": "5s", "down_interval": "20s",
+                  "flapping": "off"},
+    )  # fmt: skip
+    a, b = s.checks
+    assert (a.retries, a.retry_delay, a.between_failures, a.flapping) == (2, 0.01, 20.0, "off")
+    assert initial(b).flap == Flapping(5, 0.5, 0.25)
+
+
+def test_max_age_covers_down_interval() -> None:
+    """A failing check's result must not go stale between down_interval runs."""
+    assert spec(interval="10s", down_interval="60s").stale_after == 180.0
+    assert spec(interval="10s").stale_after == 30.0
