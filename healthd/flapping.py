@@ -16,7 +16,7 @@ a bit field (bit 0 the newest run, 1 = bad), so a step is a few integer operatio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from healthd.model import Outcome
 
@@ -48,7 +48,7 @@ class Flapping:
         seen = min(self.seen + 1, keep)
         percent = weighted_changes(bits, seen, self.window)
         flapping = percent >= self.low * 100 if self.flapping else percent > self.high * 100
-        return replace(self, bits=bits, seen=seen, percent=percent, flapping=flapping)
+        return Flapping(self.window, self.high, self.low, bits, seen, percent, flapping)
 
 
 def weight(i: int, window: int) -> float:
