@@ -235,7 +235,7 @@ checks:
                 text = await response.text()
             await asyncio.sleep(0.1)
         assert "[-]orders skipped: depends on db (timeout)" in text, text
-        before = listener.accepts  # ≤ 1: a first run may come before db's first result
+        before = listener.accepts  # runs before db's first result (db unknown) may connect
         await asyncio.sleep(1.0)  # three more intervals of orders, all skipped
         assert "[-]db timeout after 100ms" in text
         async with http.get(daemon.url("/health")) as response:
@@ -248,5 +248,4 @@ checks:
         assert 'healthd_check_status{check="orders",kind="tcp",status="skipped"} 1.0' in metrics
         assert 'healthd_check_flapping{check="db"} 0.0' in metrics
         assert 'healthd_check_attempts_total{check="db",kind="tcp"}' in metrics
-        assert before <= 1
         assert listener.accepts == before
