@@ -1,6 +1,6 @@
-"""Evaluation beyond thresholds, wired into the engine (DESIGN §13): skipped children and
-their cascade, the scheduler asking next_delay, and what views, metrics and logs show.
-FakeChecks and a scheduler whose sleeps are recorded, not slept."""
+"""Evaluation beyond thresholds, wired into the store, runs and scheduler (DESIGN §13):
+skipped children and their cascade, the scheduler asking next_delay, and what views,
+metrics and logs show. FakeChecks; runs driven by the test unless a test says otherwise."""
 
 from __future__ import annotations
 
@@ -12,21 +12,22 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from healthd import render
 from healthd.deadline import Deadline
 from healthd.engine import Engine
-from healthd.model import Outcome, State, Status
+from healthd.model import CheckState, Outcome, State, Status
 from healthd.observers import setup
 from healthd.observers.log import TransitionLog
 from healthd.testing import FakeCheck
+from healthd.web import render
 from tests.helpers import engine_with, settings
 
 P, F, T = Outcome.PASS, Outcome.FAIL, Outcome.TIMEOUT
 
 
-async def parked(_: float) -> None:
-    """A scheduler sleep that never ends: background loops wait; the test drives runs."""
-    await asyncio.Event().wait()
+def state(engine: Engine, name: str) -> CheckState:
+    found = engine.store.check(name)
+    assert found is not None
+    return found
 
 
 def family(critical: bool = True, **child: Any) -> list[dict[str, Any]]:
@@ -40,7 +41,7 @@ def family(critical: bool = True, **child: Any) -> list[dict[str, Any]]:
 async def settle(engine: Engine) -> None:
     """Until the runs the engine started on its own (a cascade) have recorded."""
     for _ in range(100):
-        if not engine.inflight():
+        if not engine.runs.inflight():
             return
         await asyncio.sleep(0.001)
 
@@ -83,55 +84,56 @@ async def test_skipped_counts_as_failing_with_its_own_critical(
 async def test_a_failing_parent_skips_its_children_at_once_and_recovery_runs_them() -> None:
     """db turning failing skips the chain now; db recovering runs it now, not an interval later."""
     fakes = {"db": FakeCheck([P, F, P]), "api": FakeCheck(), "orders": FakeCheck()}
-    engine = engine_with(fakes, settings(family(interval="1h", timeout="1s")), sleep=parked)
-    engine.start()
+    engine = engine_with(fakes, settings(family(interval="1h", timeout="1s")))
+    engine.runs.waking = True  # as engine.start() sets it, without the scheduler's own runs
     try:
         await engine.run_now("db")
         await engine.run_now("api")
         await engine.run_now("orders")
         assert [fakes[n].calls for n in ("api", "orders")] == [1, 1]
         await engine.run_now("db")  # fails
-        assert {s.name: s.status for s in engine.states(["api", "orders"])} == {
-            "api": Status.SKIPPED,
-            "orders": Status.SKIPPED,
-        }
+        assert [state(engine, n).status for n in ("api", "orders")] == [Status.SKIPPED] * 2
         assert [fakes[n].calls for n in ("api", "orders")] == [1, 1]
         await engine.run_now("db")  # recovers: api runs at once, then orders after it
         await settle(engine)
         await settle(engine)
         assert [fakes[n].calls for n in ("api", "orders")] == [2, 2]
-        assert [s.status for s in engine.states(["api", "orders"])] == [Status.PASS] * 2
+        assert [state(engine, n).status for n in ("api", "orders")] == [Status.PASS] * 2
     finally:
         await engine.stop()
 
 
 async def test_scheduler_asks_next_delay() -> None:
-    """Background delays follow fast_interval and down_interval (with ±10% jitter)."""
-    delays: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        task = asyncio.current_task()
-        if task is None or task.get_name() != "check:db" or len(delays) > 6:
-            await asyncio.Event().wait()  # the implicit loop check, and db once seen enough
-        delays.append(seconds)
-        await asyncio.sleep(0)
-
-    s = settings([{"name": "db", "interval": "10s", "timeout": "500ms", "fast_interval": "1s",
-                   "down_interval": "30s", "failure_threshold": 2, "success_threshold": 2,
+    """Real timers: failures under failure_threshold come fast_interval apart (100 ms, not
+    the 600 ms interval); once the check is failing, down_interval apart (1.5 s)."""
+    s = settings([{"name": "db", "interval": "600ms", "timeout": "50ms",
+                   "fast_interval": "100ms", "down_interval": "1500ms", "failure_threshold": 4,
                    "flapping": "off"}])  # fmt: skip
-    fake = FakeCheck([P, F, F, F, P, P])
-    engine = engine_with({"db": fake}, s, sleep=sleep)
+    fake = FakeCheck([P, F])
+    engine = engine_with({"db": fake}, s)
     engine.start()
     try:
-        for _ in range(200):
-            if len(delays) > 6:
-                break
-            await asyncio.sleep(0.001)
+        await wait_for(lambda: fake.calls >= 2, 2.5)  # spread ≤ 1 s, then the interval
+        assert fake.calls == 2
+        took = await wait_for(lambda: fake.calls >= 5, 2.0)  # 3 more, ~100 ms apart
+        assert fake.calls == 5
+        assert took < 0.9  # three intervals would be ≥ 1.6 s
+        assert state(engine, "db").status is Status.FAIL  # tripped at the 4th failure
+        await asyncio.sleep(1.0)  # within down_interval (1.5 s ± 10 %): no run
+        assert fake.calls == 5
+        await wait_for(lambda: fake.calls >= 6, 2.0)
+        assert fake.calls == 6
     finally:
         await engine.stop()
-    assert delays[0] <= 1.0  # the first run's spread
-    ratios = [got / want for got, want in zip(delays[1:7], [10, 1, 30, 30, 1, 10], strict=True)]
-    assert all(0.9 <= r <= 1.1 for r in ratios), delays
+
+
+async def wait_for(predicate: object, timeout: float) -> float:
+    """Seconds until `predicate()` held (polling every 5 ms), or `timeout`."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while loop.time() - started < timeout and not predicate():  # type: ignore[operator]
+        await asyncio.sleep(0.005)
+    return loop.time() - started
 
 
 async def test_metrics_show_skipped_flapping_and_attempts() -> None:
@@ -178,8 +180,8 @@ async def test_flapping_logs_started_and_stopped_once(caplog: pytest.LogCaptureF
     stop = next(i for i, line in enumerate(lines) if "stopped flapping" in line)
     assert stop == start + 1  # nothing logged while it flapped
     assert start <= 6  # a line per change before: pass → fail → pass …
-    state = engine.states(["db"])[0]
-    assert (state.status, state.flapping) == (Status.PASS, False)
+    db = state(engine, "db")
+    assert (db.status, db.flapping) == (Status.PASS, False)
 
 
 async def test_flapping_shows_in_json_and_verbose() -> None:

@@ -12,12 +12,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from healthd import render, runner
+from healthd import runner
 from healthd.checks.base import SpecBase
 from healthd.deadline import Deadline
 from healthd.engine import Engine
 from healthd.evaluator import evaluate, initial
-from healthd.model import Outcome, Status
+from healthd.model import CheckState, Outcome, Status
+from healthd.web import render
 from tests.conftest import free_port
 from tests.helpers import settings
 from tests.procs import Healthd
@@ -72,6 +73,12 @@ async def listener() -> AsyncIterator[Listener]:
         await opened.close()
 
 
+def state(engine: Engine, name: str) -> CheckState:
+    found = engine.store.check(name)
+    assert found is not None
+    return found
+
+
 async def until(predicate: object, timeout: float) -> float:
     """Seconds until `predicate()` held (polling every 10 ms), or `timeout` if it never did."""
     started = time.monotonic()
@@ -98,7 +105,7 @@ async def test_child_of_a_down_parent_opens_no_connection(listener: Listener) ->
     engine.start()
     try:
         await asyncio.sleep(1.5)  # orders' first run (within 1 s) is due and skipped
-        orders = engine.states(["orders"])[0]
+        orders = state(engine, "orders")
         assert listener.accepts == 0
         assert orders.status is Status.SKIPPED
         assert orders.last is not None
@@ -107,8 +114,8 @@ async def test_child_of_a_down_parent_opens_no_connection(listener: Listener) ->
         took = await until(lambda: listener.accepts > 0, 3.0)
         assert listener.accepts == 1, f"orders did not run within {took:.2f}s of db's recovery"
         assert took < 3.0  # db's interval (≤ 0.22 s) and a run: not orders' 5 s
-        await until(lambda: engine.states(["orders"])[0].status is Status.PASS, 1.0)
-        assert engine.states(["orders"])[0].status is Status.PASS
+        await until(lambda: state(engine, "orders").status is Status.PASS, 1.0)
+        assert state(engine, "orders").status is Status.PASS
     finally:
         await engine.stop()
         await db.close()
@@ -169,7 +176,7 @@ async def test_a_port_toggled_every_run_flaps_and_stops_once_steady() -> None:
                 await target.open()
             await engine.run_now("db")
             await target.close()
-            seen.append(engine.states(["db"])[0])
+            seen.append(state(engine, "db"))
         assert target.accepts == 5
         assert [st.last.outcome for st in seen if st.last] == [Outcome.PASS, Outcome.FAIL] * 5
         began = next(i for i, st in enumerate(seen) if st.flapping)
@@ -179,7 +186,7 @@ async def test_a_port_toggled_every_run_flaps_and_stops_once_steady() -> None:
         steady = []
         for _ in range(10):
             await engine.run_now("db")
-            steady.append(engine.states(["db"])[0])
+            steady.append(state(engine, "db"))
         stopped = next(i for i, st in enumerate(steady) if not st.flapping)
         assert all(st.status is Status.FAIL for st in steady[:stopped])
         assert all(st.status is Status.PASS for st in steady[stopped:])
@@ -205,8 +212,7 @@ async def test_down_interval_spares_a_dead_target() -> None:
     finally:
         await engine.stop()
         await target.close()
-    state = engine.states(["api"])[0]
-    assert state.status is Status.FAIL
+    assert state(engine, "api").status is Status.FAIL
     assert 3 <= target.accepts <= 6, target.accepts
 
 
