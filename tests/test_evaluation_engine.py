@@ -200,3 +200,18 @@ async def test_flapping_shows_in_json_and_verbose() -> None:
     line = render.verbose_line(snapshot.checks[0], details=True)
     assert line.startswith("[-]db failed: flapping (")
     assert line.endswith("last run: pass")
+
+
+async def test_stopped_flapping_is_logged_when_the_status_stays_fail(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Flapping that ends in steady failure changes no status, and still logs its end."""
+    s = settings([{"name": "db", "mode": "on_demand",
+                   "flapping": {"window": 4, "high": "50%", "low": "25%"}}])  # fmt: skip
+    engine = engine_with({"db": FakeCheck([P, F, P, F] + [F] * 6)}, s, observers=[TransitionLog()])
+    with caplog.at_level(logging.INFO, logger="healthd.state"):
+        for _ in range(10):
+            await engine.run_now("db")
+    lines = [r.getMessage() for r in caplog.records if "check db" in r.getMessage()]
+    assert sum("stopped flapping" in line for line in lines) == 1, lines
+    assert state(engine, "db").status is Status.FAIL
