@@ -19,7 +19,16 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Protocol, Self
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainValidator,
+    Tag,
+    WithJsonSchema,
+    model_validator,
+)
 
 from healthd.deadline import Deadline
 from healthd.durations import Duration, Percent
@@ -94,11 +103,21 @@ class FlapSettings(Model):
 
 def _flap_tag(value: Any) -> str:
     # Tags start upper-case so config error paths skip them (config._locate).
-    return "Off" if isinstance(value, str) else "FlapSettings"
+    return "Off" if isinstance(value, str | bool) else "FlapSettings"
 
+
+def _off(value: Any) -> Literal["off"]:
+    if value != "off" or not isinstance(value, str):
+        raise ValueError("must be off, or a mapping of window, high and low")
+    return "off"
+
+
+Off = Annotated[
+    Literal["off"], PlainValidator(_off), WithJsonSchema({"const": "off", "type": "string"})
+]
 
 FlapOrOff = Annotated[
-    Annotated[FlapSettings, Tag("FlapSettings")] | Annotated[Literal["off"], Tag("Off")],
+    Annotated[FlapSettings, Tag("FlapSettings")] | Annotated[Off, Tag("Off")],
     Discriminator(_flap_tag),
 ]
 """`flapping: {window: 20, high: 50%, low: 25%}`, or `flapping: off`."""
