@@ -30,8 +30,9 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning
 from ruamel.yaml.reader import ReaderError
 
+from healthd import dependencies
 from healthd.checks import CheckSpec
-from healthd.checks.base import Model
+from healthd.checks.base import FlapOrOff, FlapSettings, Model
 from healthd.checks.loop import LoopSpec
 from healthd.durations import Duration
 from healthd.errors import ConfigError
@@ -89,6 +90,11 @@ class Defaults(Model):
     timeout: Duration = 1.0
     failure_threshold: int = Field(default=1, ge=1, le=100)
     success_threshold: int = Field(default=1, ge=1, le=100)
+    retries: int = Field(default=0, ge=0, le=10)
+    retry_delay: Duration = 0.05
+    fast_interval: Duration | None = None
+    down_interval: Duration | None = None
+    flapping: FlapOrOff = Field(default_factory=FlapSettings)
 
 
 class ShutdownSettings(Model):
@@ -158,6 +164,15 @@ class Settings(Model):
                 for j, pattern in enumerate(getattr(spec, key) if spec else ()):
                     if not any(fnmatch.fnmatchcase(n, pattern) for n in seen) and seen:
                         raise ValueError(f"groups.{group}.{key}[{j}]: {pattern!r} matches no check")
+        return self
+
+    @model_validator(mode="after")
+    def _graph(self) -> Self:
+        """`depends_on` names existing checks, without a cycle (DESIGN §13)."""
+        implicit = [self._implicit_loop.name] if self._implicit_loop is not None else []
+        found = dependencies.problems(self.checks, implicit)
+        if found:
+            raise ValueError(found[0])
         return self
 
     def members(self, group: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""Duration strings (`250ms`, `2s`, `1m`, `1h30m`) as they appear in config and queries."""
+"""Duration strings (`250ms`, `2s`, `1m`, `1h30m`) as they appear in config and queries,
+and percentages (`50%`, `12.5%`) as config writes them."""
 
 from __future__ import annotations
 
@@ -56,3 +57,41 @@ Duration = Annotated[
     WithJsonSchema({"type": "string", "pattern": PATTERN, "examples": ["250ms", "2s", "1m"]}),
 ]
 """A duration in seconds (float) that config writes as a string with a unit."""
+
+
+PERCENT_PATTERN = r"^\d+(\.\d+)?%$"
+
+
+def parse_percent(text: str) -> float:
+    """The fraction in `text`, e.g. `parse_percent("50%") == 0.5`; ValueError if malformed."""
+    body = text.strip()
+    if not body.endswith("%") or not re.fullmatch(r"\d+(\.\d+)?", body[:-1].strip()):
+        raise ValueError(f"invalid percentage {text!r} (use e.g. 50% or 12.5%)")
+    value = float(body[:-1]) / 100
+    if value > 1:
+        raise ValueError(f"{text.strip()} is above 100%")
+    return value
+
+
+def format_percent(fraction: float) -> str:
+    """`0.5` → `50%`."""
+    return f"{round(fraction * 100, 6):g}%"
+
+
+def _coerce_percent(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_percent(value)
+    if isinstance(value, bool):
+        raise ValueError("a percentage is a string such as 50%")
+    if isinstance(value, int | float):
+        raise ValueError(f"a percentage needs its sign: write {value}%")
+    return value
+
+
+Percent = Annotated[
+    float,
+    BeforeValidator(_coerce_percent),
+    PlainSerializer(format_percent, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": PERCENT_PATTERN, "examples": ["50%", "25%"]}),
+]
+"""A fraction (0..1) that config writes as a percentage string."""

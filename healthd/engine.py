@@ -18,9 +18,11 @@ from collections.abc import Callable, Sequence
 
 from opentelemetry.trace import Tracer
 
+from healthd import dependencies
 from healthd.checks.base import Check, Context, SpecBase
 from healthd.config import Settings
 from healthd.deadline import Clock, Deadline
+from healthd.evaluator import next_delay
 from healthd.events import Observer
 from healthd.lag import LagMonitor
 from healthd.model import CheckResult, Snapshot
@@ -54,7 +56,7 @@ class Engine:
         self.store = Store(clock, wall, observers)
         self.context = Context(self.lag, self.store, clock)
         self.runs = Runs(self.store, tracer=tracer, clock=clock, wall=wall)
-        self.scheduler = Scheduler(self.runs.start, clock)
+        self.scheduler = Scheduler(self.runs.start, clock, self._next_delay)
         self._configure(settings)
 
     def _configure(self, settings: Settings) -> set[str]:
@@ -64,8 +66,13 @@ class Engine:
             s.name: old[s.name] if s.name in kept else self.build(s, self.context)
             for s in self.store.specs()
         }
+        self.runs.dependents = dependencies.dependents(self.store.specs())
         self.settings = settings
         return kept
+
+    def _next_delay(self, spec: SpecBase) -> float:
+        state = self.store.check(spec.name)
+        return next_delay(spec, state) if state is not None else spec.interval
 
     async def reload(self, settings: Settings) -> tuple[list[str], list[str], list[str]]:
         """Apply new settings; unchanged checks keep state. Returns (added, removed, changed)."""
@@ -96,10 +103,12 @@ class Engine:
     def start(self) -> None:
         """Schedule every `background` check."""
         self.scheduler.start(self.store.specs())
+        self.runs.waking = True  # a recovered parent runs its skipped children at once
 
     async def stop(self) -> None:
         """Stop scheduling, cancel the runs in flight and wait for them, stop the lag monitor."""
         self.scheduler.stop()
+        self.runs.waking = False
         await self.runs.stop()
         if self.context.held:  # what cancelled runs left going (exec: TERM → KILL, reap)
             await asyncio.wait(self.context.held, timeout=HELD_LIMIT)

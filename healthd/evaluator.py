@@ -1,45 +1,70 @@
-"""Pure: fold a run's outcome into a check's state through the thresholds (DESIGN §2).
+"""Pure: fold a run's outcome into a check's state (DESIGN §2, §13).
 
-A good standing (pass/warn) turns failing only after `failure_threshold` consecutive
-bad runs (fail/timeout); a failing one recovers only after `success_threshold`
-consecutive good runs. Between pass and warn, and between fail and timeout, the
-latest outcome shows at once. A state whose last result is older than `max_age` is
-`unknown` when read (`freshness`), without changing what was counted.
+Thresholds: a good standing (pass/warn) turns failing only after `failure_threshold`
+consecutive bad runs (fail/timeout); a failing one recovers only after
+`success_threshold` consecutive good runs. Between pass and warn, and between fail and
+timeout, the latest outcome shows at once. What they say is the state's `base`.
+
+On top of that, what readers see (`status`):
+- a **flapping** check (flapping.py) is held at `fail`, whatever the thresholds say;
+- a **skipped** result (a `depends_on` parent is failing; dependencies.py) shows as
+  `skipped` at once and leaves thresholds and flap detection as they were: the check
+  did not run, so nothing was learnt about it.
+
+A state whose last result is older than `max_age` is `unknown` when read
+(`freshness`), without changing what was counted. `next_delay` says when a background
+check runs next (fast and down intervals), before the scheduler's jitter.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from healthd.checks.base import SpecBase
 from healthd.model import CheckResult, CheckState, Outcome, Status
+
+
+def initial(spec: SpecBase) -> CheckState:
+    """A check's state before its first run (its flap detector fresh)."""
+    return CheckState(spec.name, spec.kind, spec.critical, flap=spec.flap_detector())
 
 
 def evaluate(
     state: CheckState, result: CheckResult, failure_threshold: int, success_threshold: int
 ) -> CheckState:
     """The state after `result`."""
+    if result.skipped:
+        return replace(state, status=Status.SKIPPED, last=result)
     good = result.outcome.good
     failures = 0 if good else state.consecutive_failures + 1
     successes = state.consecutive_successes + 1 if good else 0
-    current = state.status
-    if current is Status.UNKNOWN and state.last is None:
-        status = Status(result.outcome.value)  # the first result counts as it is
-    elif current.failing or current is Status.UNKNOWN:
+    current, outcome = state.base, Status(result.outcome.value)
+    if current is Status.UNKNOWN:
+        base = outcome  # the first result counts as it is
+    elif current.failing:
         recovered = good and successes >= success_threshold
-        status = Status(result.outcome.value) if recovered or not good else current
+        base = outcome if recovered or not good else current
     else:
         tripped = not good and failures >= failure_threshold
-        status = Status(result.outcome.value) if tripped or good else current
+        base = outcome if tripped or good else current
+    flap = state.flap.observe(result.outcome) if state.flap is not None else None
     return CheckState(  # built directly: dataclasses.replace costs more than the rest here
         state.name,
         state.kind,
         state.critical,
-        status,
+        Status.FAIL if flap is not None and flap.flapping else base,
         result,
         failures,
         successes,
         state.ever_passed or result.outcome is Outcome.PASS,
+        base,
+        flap,
     )
+
+
+def changed(before: CheckState, after: CheckState) -> bool:
+    """Whether observers hear of this step: the status moved, or flapping started or stopped."""
+    return after.status is not before.status or after.flapping is not before.flapping
 
 
 def freshness(state: CheckState, now: float, max_age: float) -> CheckState:
@@ -48,3 +73,20 @@ def freshness(state: CheckState, now: float, max_age: float) -> CheckState:
     if last is None or now - (last.started_at + last.duration) <= max_age:
         return state
     return replace(state, status=Status.UNKNOWN)
+
+
+def next_delay(spec: SpecBase, state: CheckState) -> float:
+    """Seconds until `spec`'s next background run after `state`'s last result (no jitter).
+
+    After an outcome that disagrees with the status (a first failure while passing, a
+    first pass while failing) `fast_interval`, so thresholds confirm quickly; while the
+    check is failing or flapping, `down_interval`; otherwise (skipped included) `interval`.
+    """
+    last = state.last
+    if last is None or last.skipped:
+        return spec.interval
+    if state.flapping:
+        return spec.between_failures
+    if last.outcome.good is state.base.failing:
+        return spec.after_change
+    return spec.between_failures if state.base.failing else spec.interval

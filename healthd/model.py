@@ -8,7 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from healthd.flapping import Flapping
 
 
 class Outcome(StrEnum):
@@ -32,10 +35,12 @@ class Status(StrEnum):
     FAIL = "fail"
     TIMEOUT = "timeout"
     UNKNOWN = "unknown"
+    SKIPPED = "skipped"  # not run: a `depends_on` parent is failing (DESIGN §2)
 
     @property
     def failing(self) -> bool:
-        return self in (Status.FAIL, Status.TIMEOUT)
+        """Weighs on its groups as failing (a skipped check counts with its own `critical`)."""
+        return self in (Status.FAIL, Status.TIMEOUT, Status.SKIPPED)
 
 
 class State(StrEnum):
@@ -60,6 +65,8 @@ class Reason(StrEnum):
     PROTOCOL = "protocol"
     UNHEALTHY = "unhealthy"
     UNEXPECTED = "unexpected"
+    SKIPPED = "skipped"  # not run: a `depends_on` parent is failing
+    FLAPPING = "flapping"  # shown for a check held at `fail` by flap detection (never a run's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +96,20 @@ class CheckResult:
     observed_at: float  # wall clock (time.time()) when it finished
     timeout: float  # the limit this run had, seconds
     nested: Mapping[str, Any] | None = None
+    attempts: int = 1  # tries within this run (retries included); 0: skipped, not run
+
+    @property
+    def skipped(self) -> bool:
+        return self.reason is Reason.SKIPPED
 
 
 @dataclass(frozen=True, slots=True)
 class CheckState:
-    """A check's standing: its last result folded through the thresholds."""
+    """A check's standing: its last result folded through the thresholds.
+
+    `status` is what readers see; `base` is what the thresholds alone say. They differ
+    while the check is flapping (held at `fail`) or skipped (a parent is failing).
+    """
 
     name: str
     kind: str
@@ -103,6 +119,12 @@ class CheckState:
     consecutive_failures: int = 0
     consecutive_successes: int = 0
     ever_passed: bool = False
+    base: Status = Status.UNKNOWN
+    flap: Flapping | None = None  # None: flap detection is off
+
+    @property
+    def flapping(self) -> bool:
+        return self.flap is not None and self.flap.flapping
 
 
 @dataclass(frozen=True, slots=True)

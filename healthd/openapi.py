@@ -51,6 +51,8 @@ def schemas() -> dict[str, Any]:
             "duration_ms": NUM,
             "observed_at": {"type": "string", "format": "date-time"},
             "checks": {"type": "object", "description": "a remote check's nested checks"},
+            "flapping": BOOL,
+            "attempts": {"type": "integer", "minimum": 0, "description": "0: skipped, not run"},
         },
     )
     detailed = _obj(

@@ -10,7 +10,8 @@ import asyncio
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from healthd.checks.base import Check, SpecBase
 from healthd.deadline import Deadline
@@ -44,23 +45,70 @@ def _first_line(text: str, limit: int = 300) -> str:
     return line[:limit]
 
 
+RETRYABLE = frozenset({Reason.REFUSED, Reason.PROTOCOL, Reason.DNS})
+"""Fast failures worth another attempt within the run (never a timeout: DESIGN §13)."""
+Sleep = Callable[[float], Awaitable[None]]
+
+
 async def run(
     spec: SpecBase,
     check: Check,
     deadline: Deadline,
     *,
     wall: Callable[[], float] = time.time,
+    sleep: Sleep = asyncio.sleep,
 ) -> CheckResult:
-    """Run `check` until it returns or `min(spec.timeout, deadline)` passes."""
+    """Run `check` until it returns or `min(spec.timeout, deadline)` passes.
+
+    After a fast failure (RETRYABLE) it tries again, up to `spec.retries` times, after
+    `spec.retry_delay`, but only while the time left exceeds the delay plus the last
+    attempt's duration: a retry never makes the answer late. The result is the last
+    attempt's, with `attempts` counting them and `duration` spanning all of them.
+    """
     limit = deadline.child(spec.timeout)
     budget = max(0.0, limit.at - limit.clock())
     started = limit.clock()
+    attempts = 0
+    while True:
+        attempt_started = limit.clock()
+        attempts += 1
+        outcome, reason, message, nested = await _attempt(check, limit, budget)
+        took = limit.clock() - attempt_started
+        if attempts > spec.retries or reason not in RETRYABLE:
+            break
+        if limit.at - limit.clock() <= spec.retry_delay + took:
+            break
+        await sleep(spec.retry_delay)
+    duration = limit.clock() - started
+    if outcome is Outcome.PASS and spec.warn_after is not None and duration > spec.warn_after:
+        outcome = Outcome.WARN
+        message = f"slow: {human_duration(duration)} > warn_after {human_duration(spec.warn_after)}"
+    return CheckResult(
+        name=spec.name,
+        kind=spec.kind,
+        outcome=outcome,
+        reason=reason,
+        message=_first_line(message) or outcome.value,
+        duration=duration,
+        started_at=started,
+        observed_at=wall(),
+        timeout=budget,
+        nested=nested,
+        attempts=attempts,
+    )
+
+
+async def _attempt(
+    check: Check, limit: Deadline, budget: float
+) -> tuple[Outcome, Reason, str, Mapping[str, Any] | None]:
+    """One call of `check` within `limit`; `budget` is the run's, for the timeout message."""
     nested = None
+    left = max(0.0, limit.at - limit.clock())
     try:
-        if budget <= 0:
+        if left <= 0:
             raise TimeoutError
         # asyncio.timeout_at uses loop.time(), the same monotonic clock as Deadline's default.
-        async with asyncio.timeout_at(asyncio.get_running_loop().time() + budget):
+        async with asyncio.timeout_at(asyncio.get_running_loop().time() + left):
             observation = await check(limit)
         if not isinstance(observation, Observation):
             outcome, reason = Outcome.FAIL, Reason.UNEXPECTED
@@ -77,19 +125,4 @@ async def run(
         reason, message = classify(exc)
         outcome = Outcome.TIMEOUT if reason is Reason.TIMEOUT else Outcome.FAIL
         nested = getattr(exc, "nested", None)  # remote: the other side's checks, on failure too
-    duration = limit.clock() - started
-    if outcome is Outcome.PASS and spec.warn_after is not None and duration > spec.warn_after:
-        outcome = Outcome.WARN
-        message = f"slow: {human_duration(duration)} > warn_after {human_duration(spec.warn_after)}"
-    return CheckResult(
-        name=spec.name,
-        kind=spec.kind,
-        outcome=outcome,
-        reason=reason,
-        message=_first_line(message) or outcome.value,
-        duration=duration,
-        started_at=started,
-        observed_at=wall(),
-        timeout=budget,
-        nested=nested,
-    )
+    return outcome, reason, message, nested

@@ -3,6 +3,10 @@
     scheduler timer ─┐
     probe request ───┴─▶ start(name, deadline) ─▶ one task per check ─▶ runner.run ─▶ store.record
 
+`depends_on` (dependencies.py): a run whose parent is failing records a skipped result
+instead of running; a parent turning failing skips its children at once, and a parent
+recovering runs its skipped children at once (`_cascade`).
+
 ATTENTION: a run is an asyncio.Task held in `_inflight` until it has recorded its result.
 Callers wait on it with `asyncio.wait(..., timeout=)`, which never cancels it: a caller
 whose deadline passes stops waiting, and the run still lands for the others and the store.
@@ -16,16 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry.trace import StatusCode, Tracer
 
-from healthd import runner
+from healthd import dependencies, runner
 from healthd.checks.base import Check, SpecBase
 from healthd.deadline import Clock, Deadline
 from healthd.durations import human_duration
-from healthd.model import CheckResult, Outcome, Reason, Snapshot, State
+from healthd.model import CheckResult, CheckState, Outcome, Reason, Snapshot, State, Status
 from healthd.store import Store
 
 
@@ -82,6 +86,8 @@ class Runs:
         self.checks: dict[str, Check] = {}
         self._inflight: dict[str, _Run] = {}
         self._tasks: set[asyncio.Task[CheckResult]] = set()  # every run, orphans of reloads too
+        self.dependents: Mapping[str, tuple[str, ...]] = {}  # parent → children (depends_on)
+        self.waking = False  # a recovered parent starts its skipped children's runs
 
     def start(
         self, name: str, deadline: Deadline, background: bool = False
@@ -194,6 +200,36 @@ class Runs:
             )  # fmt: skip
         return result
 
+    def _record(self, spec: SpecBase, result: CheckResult) -> None:
+        before = self.store.check(spec.name)
+        after = self.store.record(spec, result)
+        if (
+            after is not None
+            and before is not None
+            and before.status.failing is not after.status.failing
+        ):
+            self._cascade(spec.name, after)
+
+    def _skip(self, spec: SpecBase, parent: CheckState) -> CheckResult:
+        result = dependencies.skipped(
+            spec.name, spec.kind, parent, self.clock(), self.wall(), spec.timeout
+        )
+        self._record(spec, result)
+        return result
+
+    def _cascade(self, name: str, parent: CheckState) -> None:
+        """`name` turned failing: skip its children now; recovered: run its skipped children
+        now rather than after their interval (`waking`: while the scheduler runs)."""
+        for child in self.dependents.get(name, ()):
+            spec, state = self.store.spec(child), self.store.check(child)
+            if spec is None or state is None or child in self._inflight:
+                continue  # reloaded away, or running: that run checks its parents itself
+            if parent.status.failing:
+                if state.status is not Status.SKIPPED:
+                    self._skip(spec, parent)
+            elif state.status is Status.SKIPPED and self.waking:
+                self.start(child, Deadline.after(spec.timeout, self.clock), True)
+
     async def _execute(
         self, spec: SpecBase, check: Check, deadline: Deadline, background: bool
     ) -> CheckResult:
@@ -202,11 +238,14 @@ class Runs:
             # and here must not eat the budget (a loop check would time out "after 0ms").
             deadline = Deadline.after(spec.timeout, self.clock)
         try:
+            parent = dependencies.blocking(spec.depends_on, self.store.check)
+            if parent is not None:
+                return self._skip(spec, parent)  # no load on a path known to be down
             if self.tracer is None:
                 result = await runner.run(spec, check, deadline, wall=self.wall)
             else:
                 result = await self._traced(spec, check, deadline, background, self.tracer)
-            self.store.record(spec, result)
+            self._record(spec, result)
             return result
         finally:
             run = self._inflight.get(spec.name)

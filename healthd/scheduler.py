@@ -5,6 +5,9 @@ No task per check: a check waits for its next run as one timer on the event loop
 `start(name, deadline)` (runs.Runs), which shares a run already in flight for that
 check (a probe's `?fresh=1`, say) instead of starting a second one. Background runs
 use the check's own `timeout` as their deadline (DESIGN §3).
+
+The delay after each run is asked of `delay(spec)` (evaluator.next_delay: the fast and
+down intervals); jitter is applied here, to whatever it says.
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ from healthd.checks.base import SpecBase
 from healthd.deadline import Clock, Deadline
 
 Start = Callable[[str, Deadline, bool], "asyncio.Future[Any]"]
+Delay = Callable[[SpecBase], float]
 JITTER = 0.1  # ± fraction of the interval between background runs
 FIRST_RUN_SPREAD = 1.0  # at start, first runs spread over up to this many seconds
 TICK = 0.01  # due times are rounded up to this: one loop wake-up starts every run due in it
 
 
 class Scheduler:
-    def __init__(self, start: Start, clock: Clock) -> None:
+    def __init__(self, start: Start, clock: Clock, delay: Delay | None = None) -> None:
         self._start, self.clock = start, clock
+        self.delay: Delay = delay or (lambda spec: spec.interval)
         self._specs: dict[str, SpecBase] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.running = False  # started and not stopped
@@ -85,4 +90,4 @@ class Scheduler:
 
     def _done(self, spec: SpecBase) -> None:
         if self.running and self._specs.get(spec.name) is spec and spec.name not in self._timers:
-            self._arm(spec, spec.interval * random.uniform(1 - JITTER, 1 + JITTER))  # noqa: S311
+            self._arm(spec, self.delay(spec) * random.uniform(1 - JITTER, 1 + JITTER))  # noqa: S311

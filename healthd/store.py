@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 from healthd.aggregator import fold, weigh
 from healthd.checks.base import SpecBase
-from healthd.evaluator import evaluate
+from healthd.evaluator import evaluate, initial
 from healthd.events import Event, Fanout, Kind, Observer, Ring
 from healthd.groups import GROUPS, PROBED, STARTUP, Membership, drains
 from healthd.model import Beat, CheckResult, CheckState, Outcome, Snapshot, State, Status
@@ -91,7 +91,7 @@ class Store:
             if slot is not None and slot.spec == spec:
                 kept.add(spec.name)
             else:
-                state = CheckState(spec.name, spec.kind, spec.critical)
+                state = initial(spec)
                 slot = _Slot(
                     spec, state, state, weigh(spec.critical, state.status), (), math.inf, False
                 )
@@ -161,6 +161,8 @@ class Store:
             self.started = self.started or self._unstarted == 0
         if after.status is not before.status:
             self._move(slot, before, after)
+        elif after.flapping is not before.flapping:  # held at fail already: no re-weighing
+            self.fanout.transition(spec, before, after)
         self._settle()
         return after
 

@@ -24,17 +24,26 @@ class ManualClock:
 
 
 class FakeCheck:
-    """A check that answers from a script of outcomes (the last one repeats), after `delay`.
+    """A check that answers from a script (the last entry repeats), after `delay`.
 
-    `calls` counts runs; `deadlines` records the budget each run was given.
+    An entry is an Outcome, or an exception to raise (`ConnectionRefusedError()`).
+    `calls` counts runs; `deadlines` records the budget each run was given. With a
+    ManualClock as `clock`, each call moves it on by `cost` seconds instead of sleeping.
     """
 
     def __init__(
-        self, outcomes: Iterable[Outcome] = (Outcome.PASS,), delay: float = 0.0, message: str = ""
+        self,
+        outcomes: Iterable[Outcome | BaseException] = (Outcome.PASS,),
+        delay: float = 0.0,
+        message: str = "",
+        *,
+        clock: ManualClock | None = None,
+        cost: float = 0.0,
     ) -> None:
         self.outcomes = list(outcomes) or [Outcome.PASS]
         self.delay = delay
         self.message = message
+        self.clock, self.cost = clock, cost
         self.calls = 0
         self.deadlines: list[float] = []
 
@@ -44,7 +53,11 @@ class FakeCheck:
         self.deadlines.append(deadline.remaining())
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.clock is not None:
+            self.clock.advance(self.cost)
         outcome = self.outcomes[index]
+        if isinstance(outcome, BaseException):
+            raise outcome
         if outcome is Outcome.FAIL:
             raise CheckFailed(Reason.UNHEALTHY, self.message or "scripted failure")
         if outcome is Outcome.TIMEOUT:

@@ -17,12 +17,22 @@ import importlib.util
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol, Self
+from typing import Annotated, Any, ClassVar, Literal, Protocol, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainValidator,
+    Tag,
+    WithJsonSchema,
+    model_validator,
+)
 
 from healthd.deadline import Deadline
-from healthd.durations import Duration
+from healthd.durations import Duration, Percent
+from healthd.flapping import Flapping
 from healthd.lag import LagMonitor
 from healthd.model import Beat, Observation
 
@@ -73,6 +83,46 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
+class FlapSettings(Model):
+    """`flapping:` (DESIGN §13): above `high` percent of weighted outcome changes over the
+    last `window` runs a check is flapping, until it falls below `low`."""
+
+    window: int = Field(default=20, ge=2, le=100)
+    high: Percent = 0.5
+    low: Percent = 0.25
+
+    @model_validator(mode="after")
+    def _order(self) -> Self:
+        if self.low >= self.high:
+            raise ValueError("low: must be below high")
+        return self
+
+    def detector(self) -> Flapping:
+        return Flapping(self.window, self.high, self.low)
+
+
+def _flap_tag(value: Any) -> str:
+    # Tags start upper-case so config error paths skip them (config._locate).
+    return "Off" if isinstance(value, str | bool) else "FlapSettings"
+
+
+def _off(value: Any) -> Literal["off"]:
+    if value != "off" or not isinstance(value, str):
+        raise ValueError("must be off, or a mapping of window, high and low")
+    return "off"
+
+
+Off = Annotated[
+    Literal["off"], PlainValidator(_off), WithJsonSchema({"const": "off", "type": "string"})
+]
+
+FlapOrOff = Annotated[
+    Annotated[FlapSettings, Tag("FlapSettings")] | Annotated[Off, Tag("Off")],
+    Discriminator(_flap_tag),
+]
+"""`flapping: {window: 20, high: 50%, low: 25%}`, or `flapping: off`."""
+
+
 class SpecBase(Model):
     """Keys every check takes (DESIGN §4). Kinds subclass this and add `kind` and their own."""
 
@@ -96,6 +146,12 @@ class SpecBase(Model):
     max_age: Duration | None = None
     mode: Literal["background", "on_demand"] = "background"
     warn_after: Duration | None = None
+    depends_on: list[str] = Field(default_factory=list, max_length=32)
+    retries: int = Field(default=0, ge=0, le=10)
+    retry_delay: Duration = 0.05
+    fast_interval: Duration | None = None  # None: interval
+    down_interval: Duration | None = None  # None: interval
+    flapping: FlapOrOff = Field(default_factory=FlapSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -114,8 +170,17 @@ class SpecBase(Model):
             raise ValueError("timeout: must be positive")
         if self.timeout >= self.interval:
             raise ValueError("timeout: must be shorter than interval")
-        if self.max_age is not None and self.max_age < self.interval:
-            raise ValueError("max_age: must be at least interval")
+        for key in ("fast_interval", "down_interval"):
+            value = getattr(self, key)
+            if value is not None and value <= self.timeout:
+                raise ValueError(f"{key}: must be longer than timeout")
+        if self.max_age is not None and self.max_age < max(self.interval, self.between_failures):
+            key = "interval" if self.max_age < self.interval else "down_interval"
+            raise ValueError(f"max_age: must be at least {key}")
+        if self.retry_delay < 0:
+            raise ValueError("retry_delay: must not be negative")
+        if len(set(self.depends_on)) != len(self.depends_on):
+            raise ValueError("depends_on: lists a check twice")
         if self.warn_after is not None and self.warn_after >= self.timeout:
             raise ValueError("warn_after: must be shorter than timeout")
         missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
@@ -126,7 +191,23 @@ class SpecBase(Model):
     @property
     def stale_after(self) -> float:
         """Age after which the last result no longer counts (unknown)."""
-        return self.max_age if self.max_age is not None else 3 * self.interval
+        if self.max_age is not None:
+            return self.max_age
+        return 3 * max(self.interval, self.between_failures)
+
+    @property
+    def after_change(self) -> float:
+        """The delay before the run after an outcome disagreeing with the status."""
+        return self.fast_interval if self.fast_interval is not None else self.interval
+
+    @property
+    def between_failures(self) -> float:
+        """The delay between runs while the check is failing."""
+        return self.down_interval if self.down_interval is not None else self.interval
+
+    def flap_detector(self) -> Flapping | None:
+        """A fresh flap detector for this check, or None with `flapping: off`."""
+        return None if self.flapping == "off" else self.flapping.detector()
 
     def build(self, context: Context | None = None) -> Check:
         """The runnable check for this spec. Every kind overrides this."""

@@ -1,9 +1,11 @@
 """Logs: one structured line per state transition (check status or group state).
 
-Never one line per passing run: a steady state is silent. `logging.format: json` writes
-one JSON object per line (`ts`, `level`, `msg`, and for transitions `event`, `check` or
-`group`, `from`, `to`, `reason`, `message`); `text` writes `ts LEVEL msg`. Messages come
-from checks, which redact secrets before any message includes a URL or DSN.
+Never one line per passing run: a steady state is silent. A flapping check logs
+"started flapping" once and "stopped flapping" once instead of a line per change.
+`logging.format: json` writes one JSON object per line (`ts`, `level`, `msg`, and for
+transitions `event`, `check` or `group`, `from`, `to`, `reason`, `message`); `text` writes
+`ts LEVEL msg`. Messages come from checks, which redact secrets before any message
+includes a URL or DSN.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ class TransitionLog(Observer):
         self.logger = logger
 
     def on_transition(self, spec: SpecBase, before: CheckState, after: CheckState) -> None:
+        if after.flapping is not before.flapping:
+            self._flapping(spec, before, after)
+            return
         last = after.last
         reason = last.reason.value if last is not None else None
         message = last.message if last is not None else None
@@ -78,6 +83,22 @@ class TransitionLog(Observer):
         self.logger.log(
             level, "check %s: %s → %s%s", spec.name, before.status.value, after.status.value,
             detail, extra={"fields": fields},
+        )  # fmt: skip
+
+    def _flapping(self, spec: SpecBase, before: CheckState, after: CheckState) -> None:
+        started = after.flapping
+        percent = after.flap.percent if after.flap is not None else 0.0
+        what = "started flapping" if started else "stopped flapping"
+        fields = {
+            "event": "check_flapping", "check": spec.name, "group": None,
+            "from": before.status.value, "to": after.status.value,
+            "reason": "flapping", "message": f"{percent:.0f}% changes",
+        }  # fmt: skip
+        self.logger.log(
+            logging.WARNING if started else logging.INFO,
+            "check %s: %s (%.0f%% outcome changes over the last %d runs); status %s",
+            spec.name, what, percent, after.flap.window if after.flap else 0, after.status.value,
+            extra={"fields": fields},
         )  # fmt: skip
 
     def on_group(self, group: str, before: State | None, after: State) -> None:

@@ -53,7 +53,7 @@ class StateCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         families = self._families()
-        state, status, up, last, draining, lag, info = families
+        state, status, up, last, draining, lag, info, flapping = families
         snapshot = self.store.snapshot(HEALTH)
         for group, current in snapshot.groups.items():
             for s in State:
@@ -64,6 +64,7 @@ class StateCollector(Collector):
                 status.add_metric([check.name, check.kind, st.value], float(st is check.status))
             healthy = check.status in (Status.PASS, Status.WARN)
             up.add_metric([check.name, check.kind, str(check.critical).lower()], float(healthy))
+            flapping.add_metric([check.name], float(check.flapping))
             when = self.last_success.get(check.name)
             if when is not None:
                 last.add_metric([check.name], when)
@@ -96,6 +97,11 @@ class StateCollector(Collector):
             GaugeMetricFamily("healthd_draining", "1 while draining"),
             GaugeMetricFamily("healthd_event_loop_lag_seconds", "latest measured event-loop lag"),
             GaugeMetricFamily("healthd_build_info", "healthd's version", labels=["version"]),
+            GaugeMetricFamily(
+                "healthd_check_flapping",
+                "1 while the check is flapping (held at fail)",
+                labels=["check"],
+            ),
         ]
 
 
@@ -204,13 +210,17 @@ class RunStats(Collector):
     def __init__(self) -> None:
         self.durations: dict[tuple[str, str], _Histogram] = {}
         self.runs: dict[tuple[str, str, str], int] = {}
+        self.attempts: dict[tuple[str, str], int] = {}
 
-    def observe(self, name: str, kind: str, outcome: str, duration: float) -> None:
+    def observe(
+        self, name: str, kind: str, outcome: str, duration: float, attempts: int = 1
+    ) -> None:
         key = (name, kind)
         hist = self.durations.get(key)
         if hist is None:
             hist = self.durations[key] = _Histogram()
         hist.observe(duration)
+        self.attempts[key] = self.attempts.get(key, 0) + attempts
         run_key = (name, kind, outcome)
         self.runs[run_key] = self.runs.get(run_key, 0) + 1
 
@@ -218,15 +228,17 @@ class RunStats(Collector):
         return self._families()
 
     def collect(self) -> Iterable[Metric]:
-        durations, runs = families = self._families()
+        durations, runs, attempts = families = self._families()
         for labels, hist in list(self.durations.items()):
             durations.add_metric(list(labels), hist.cumulative(), hist.total)
         for run_labels, count in list(self.runs.items()):
             runs.add_metric(list(run_labels), float(count))
+        for labels, count in list(self.attempts.items()):
+            attempts.add_metric(list(labels), float(count))
         return families
 
     @staticmethod
-    def _families() -> tuple[HistogramMetricFamily, CounterMetricFamily]:
+    def _families() -> tuple[HistogramMetricFamily, CounterMetricFamily, CounterMetricFamily]:
         return (
             HistogramMetricFamily(
                 "healthd_check_duration_seconds", "duration of check runs",
@@ -234,6 +246,10 @@ class RunStats(Collector):
             ),
             CounterMetricFamily(
                 "healthd_check_runs", "check runs by outcome", labels=["check", "kind", "outcome"]
+            ),
+            CounterMetricFamily(
+                "healthd_check_attempts", "attempts within check runs, retries included",
+                labels=["check", "kind"],
             ),
         )  # fmt: skip
 
@@ -280,7 +296,11 @@ class Metrics(Observer):
     # --- what the store emits ---------------------------------------------------------------
 
     def on_result(self, spec: SpecBase, result: CheckResult, state: CheckState) -> None:
-        self.check_runs.observe(spec.name, spec.kind, result.outcome.value, result.duration)
+        if result.skipped:
+            return  # not a run: the skipped status shows in healthd_check_status
+        self.check_runs.observe(
+            spec.name, spec.kind, result.outcome.value, result.duration, result.attempts
+        )
         if result.outcome.good:
             self.last_success[spec.name] = result.observed_at
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from healthd.groups import HEALTH
-from healthd.model import CheckState, Snapshot, State, Status
+from healthd.model import CheckState, Reason, Snapshot, State, Status
 
 
 def _stdlib_dumps(value: Any) -> bytes:
@@ -47,6 +47,7 @@ def check_view(state: CheckState) -> dict[str, Any]:
         "kind": state.kind,
         "critical": state.critical,
         "consecutive_failures": state.consecutive_failures,
+        "flapping": state.flapping,
     }
     last = state.last
     if last is None:
@@ -54,10 +55,11 @@ def check_view(state: CheckState) -> dict[str, Any]:
         return view
     view.update(
         last_outcome=last.outcome.value,
-        reason=last.reason.value,
-        message=last.message,
+        reason=Reason.FLAPPING.value if state.flapping else last.reason.value,
+        message=message(state),
         duration_ms=round(last.duration * 1000, 3),
         observed_at=_iso(last.observed_at),
+        attempts=last.attempts,
     )
     if last.nested:
         view["checks"] = dict(last.nested)
@@ -156,14 +158,27 @@ def _ietf_check(c: CheckState) -> dict[str, Any]:
         "observedValue": round(c.last.duration * 1000, 3) if c.last else None,
         "observedUnit": "ms",
         "time": _iso(c.last.observed_at) if c.last else None,
-        "output": c.last.message if c.last else "no result yet",
+        "output": message(c),
     }
 
 
+def message(state: CheckState) -> str:
+    """The check's message: its last result's, prefixed with the flapping hold if any."""
+    last = state.last
+    if last is None:
+        return "no result yet"
+    if state.flapping and state.flap is not None and not last.skipped:
+        return f"flapping ({state.flap.percent:.0f}% changes); last run: {last.message}"
+    return last.message
+
+
 def verbose_line(state: CheckState, details: bool) -> str:
-    """`[+]db ok`, `[-]cache failed: connection refused`, `[-]db timeout after 500ms`."""
+    """`[+]db ok`, `[-]cache failed: connection refused`, `[-]db timeout after 500ms`,
+    `[-]orders skipped: depends on db (timeout)`, `[-]db failed: flapping (…)`."""
     status, last = state.status, state.last
-    why = (last.message if last else "no result yet") if details else "reason withheld"
+    why = message(state) if details else "reason withheld"
+    if status is Status.SKIPPED:
+        return f"[-]{state.name} {why if details and last else 'skipped'}"
     if status is Status.PASS:
         return f"[+]{state.name} ok"
     if status is Status.WARN:
