@@ -17,11 +17,9 @@ The tcp checks connect to `PORTS` local listeners (one process) that accept and 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.client
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +29,9 @@ from pathlib import Path
 
 import aiohttp
 from _common import free_port, pinned, python, wait_listening, write_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.servers import blackhole
 
 SIZES = [int(n) for n in os.environ.get("SCALE_SIZES", "10,100,1000,5000").split(",")]
 WINDOW = 10.0  # seconds of background CPU sampled
@@ -182,22 +183,6 @@ def background(n: int, ports: list[int], hung: int, tmp: Path) -> dict[str, floa
         proc.wait(10)
 
 
-def blackhole() -> tuple[socket.socket, list[socket.socket], int]:
-    """A port whose accept queue is full: a TCP connect to it hangs."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            filler.connect(("127.0.0.1", port))
-        fillers.append(filler)
-    return listener, fillers, port
-
-
 def main() -> int:
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})  # this process and the listeners: core 1
@@ -205,10 +190,9 @@ def main() -> int:
     listener = subprocess.Popen([python(), "-c", LISTENER, *map(str, ports)])
     for port in ports:
         wait_listening(port)
-    hole, fillers, hung = blackhole()
     rows, loads = [], []
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, blackhole() as hung:
             for n in SIZES:
                 loads.append(os.getloadavg()[0])
                 f = fresh(n, ports, Path(tmp))
@@ -222,8 +206,6 @@ def main() -> int:
     finally:
         listener.kill()
         listener.wait(10)
-        for sock in [*fillers, hole]:
-            sock.close()
     header = ["N checks", "fresh pass ms", "CPU µs/run (fresh)", "background CPU",
               "CPU µs/run (bg)", "cached /readyz p50 / p99 ms", "RSS MB",
               f"{CALLERS} callers, {BUDGET_MS} ms budget: min / p50 / p99 / max ms"]  # fmt: skip
