@@ -60,6 +60,8 @@ class ServerSettings(Model):
     show_details: Literal["never", "when_authorized", "always"] = "when_authorized"
     status_codes: dict[State, int] = Field(default_factory=lambda: dict(DEFAULT_STATUS_CODES))
     keepalive_timeout: Duration = 75.0
+    max_watchers: int = Field(default=64, ge=1, le=100_000)  # open /watch + gRPC Watch streams
+    grpc_listen: str | None = Field(default=None, pattern=_LISTEN)  # gRPC health; off when unset
 
     @field_validator("status_codes")
     @classmethod

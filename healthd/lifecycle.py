@@ -38,6 +38,7 @@ from healthd.errors import ConfigError
 from healthd.lag import LagMonitor
 from healthd.listeners import BadRequests, Listener, close_idle
 from healthd.observers import Telemetry, setup
+from healthd.watchers import Watchers
 from healthd.web import admin, base, probes
 from healthd.web.admin import ReloadResult
 
@@ -80,6 +81,12 @@ class Daemon:
             self.telemetry.metrics.count(
                 "healthd_bad_requests", "requests refused as malformed (4xx before routing)",
                 lambda: self.bad_requests.count,
+            )  # fmt: skip
+        self.watchers = Watchers(settings.server.max_watchers)  # SSE and gRPC streams
+        if self.telemetry.metrics is not None:
+            self.telemetry.metrics.gauge(
+                "healthd_watchers", "open streams (SSE /watch, gRPC Watch)", ["transport"],
+                self.watchers.gauge,
             )  # fmt: skip
         self.exit_code = 0
         self.shutting_down = False

@@ -20,6 +20,9 @@ TOOLS=(
   "prometheus prometheus"
   "promtool prometheus"
   "/usr/lib/nagios/plugins/check_dummy monitoring-plugins-basic"
+  "chromium chromium"
+  "etcd etcd-server"
+  "etcdctl etcd-client"
 )
 
 present() {  # command-or-path-glob

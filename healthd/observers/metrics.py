@@ -14,7 +14,7 @@ probe request, so probe counts and histograms are plain integers kept by `ProbeS
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
@@ -203,6 +203,25 @@ class Counted(Collector):
         yield CounterMetricFamily(self.name, self.documentation, value=float(self.read()))
 
 
+class Gauged(Collector):
+    """A labelled gauge kept by its owner ({label values: value}), exported at scrape time."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: list[str],
+        read: Callable[[], Mapping[tuple[str, ...], float]],
+    ) -> None:
+        self.name, self.documentation, self.labels, self.read = name, documentation, labels, read
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
+        for values, value in self.read().items():
+            family.add_metric(list(values), value)
+        yield family
+
+
 class RunStats(Collector):
     """healthd_check_duration_seconds and healthd_check_runs_total in plain numbers: one
     `observe` per check run (no lock, no labelled child), families built at scrape time."""
@@ -288,6 +307,16 @@ class Metrics(Observer):
     def count(self, name: str, documentation: str, read: Callable[[], int]) -> None:
         """Export `read()` as the counter `name` (`_total` is added)."""
         self.registry.register(Counted(name, documentation, read))
+
+    def gauge(
+        self,
+        name: str,
+        documentation: str,
+        labels: list[str],
+        read: Callable[[], Mapping[tuple[str, ...], float]],
+    ) -> None:
+        """Export `read()` ({label values: value}) as the gauge `name`, read at scrape time."""
+        self.registry.register(Gauged(name, documentation, labels, read))
 
     def route(self) -> web.RouteDef:
         """`GET /metrics`: text format, or OpenMetrics when `Accept` asks for it."""
