@@ -327,6 +327,7 @@ class Daemon:
         until = time.monotonic() + grace
         runners = [runner] + ([self._admin_runner] if self._admin_runner else [])
         queued = 0
+        self.watchers.close()  # streams end with the listeners, never holding grace
         for listener in self._listeners:
             queued += await listener.close()
         closed_at = max((x.closed_at for x in self._listeners), default=time.time())

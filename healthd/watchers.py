@@ -2,10 +2,13 @@
 
 One `Watchers` per daemon. A stream handler takes a slot with `enter(transport)` (False:
 full, answer 503 / RESOURCE_EXHAUSTED) and gives it back with `leave(transport)`; the
-`healthd_watchers{transport}` gauge reads `open` at scrape time.
+`healthd_watchers{transport}` gauge reads `open` at scrape time. When the listeners close
+the daemon calls `close()`: every stream ends then (`closed` is set), it never holds `grace`.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 TRANSPORTS = ("sse", "grpc")
 
@@ -16,6 +19,11 @@ class Watchers:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.open: dict[str, int] = dict.fromkeys(TRANSPORTS, 0)
+        self.closed = asyncio.Event()  # set once, when the listeners close
+
+    def close(self) -> None:
+        """The listeners are closing: every stream should end now."""
+        self.closed.set()
 
     @property
     def total(self) -> int:

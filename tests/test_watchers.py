@@ -25,3 +25,10 @@ def test_gauge_is_read_at_scrape_time() -> None:
     text = generate_latest(metrics.registry).decode()
     assert 'healthd_watchers{transport="sse"} 1.0' in text
     assert 'healthd_watchers{transport="grpc"} 0.0' in text
+
+
+def test_close_tells_every_stream() -> None:
+    watchers = Watchers(limit=1)
+    assert not watchers.closed.is_set()
+    watchers.close()
+    assert watchers.closed.is_set()
