@@ -271,6 +271,8 @@ class Daemon:
             logger=self.bad_requests,
         )
         await runner.setup()
+        assert runner.server is not None  # set up
+        probes.front(self.app, runner.server)  # the hot path, before any connection
         try:
             await self._listen(runner, server.listen, "server.listen")
             if server.token.get_secret_value():

@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -15,7 +16,7 @@ from healthd.engine import Engine
 from healthd.model import Outcome
 from healthd.testing import FakeCheck, ManualClock
 from healthd.web.probes import make_app
-from tests.helpers import engine_with, settings
+from tests.helpers import engine_with, serve, settings
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -27,7 +28,7 @@ def fakes(**outcomes: Outcome) -> dict[str, FakeCheck]:
 
 
 async def client_for(aiohttp_client: MakeClient, engine: Engine, **kwargs: Any) -> Client:
-    return await aiohttp_client(make_app(engine), **kwargs)
+    return await serve(aiohttp_client, make_app(engine), **kwargs)
 
 
 def on_demand(*names: str, **extra: Any) -> list[dict[str, Any]]:
@@ -247,6 +248,34 @@ async def test_cached_answer_follows_results(aiohttp_client: MakeClient) -> None
     assert resp.headers["Cache-Control"] == "no-store"
 
 
+async def test_cached_answer_skips_router_and_evaluation(aiohttp_client: MakeClient) -> None:
+    """The hot path is the front (`probes.front`): a status-only /readyz is answered without
+    routing or an evaluation; with a query, a token or a new budget header it takes the
+    long way, and both ways give the same bytes."""
+    engine = engine_with({"db": FakeCheck()}, settings([{"name": "db"}], server={"token": TOKEN}))
+    client = await client_for(aiohttp_client, engine)
+    await engine.run_now("db")
+    calls: list[str] = []
+    evaluate = engine.runs.evaluate
+
+    async def counted(group: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(group)
+        return await evaluate(group, *args, **kwargs)
+
+    engine.runs.evaluate = counted  # type: ignore[method-assign]
+    fast = [await client.get("/readyz", headers={"X-Request-Timeout-Ms": "900"})]
+    fast += [await client.get("/readyz") for _ in range(5)]
+    assert calls == [readiness := "readiness"]  # the first 900 ms was parsed the long way
+    slow = await client.get("/readyz?fresh=0")
+    await client.get("/readyz", headers={"Authorization": f"Bearer {TOKEN}"})
+    await client.get("/readyz", headers={"X-Request-Timeout-Ms": "800"})  # new: parsed
+    assert calls == [readiness] * 4
+    for resp in [*fast, slow]:
+        assert (resp.status, await resp.read()) == (200, b'{"status":"healthy"}')
+        assert resp.headers["Content-Type"] == "application/json"
+        assert resp.headers["Cache-Control"] == "no-store"
+
+
 async def test_cached_answer_expires_with_max_age(aiohttp_client: MakeClient) -> None:
     """A cached answer is not served once a member's result is older than its max_age."""
     clock = ManualClock()
@@ -319,3 +348,48 @@ async def test_a_reload_to_on_demand_leaves_the_cached_path(aiohttp_client: Make
     assert (await client.get("/readyz")).status == 200
     assert fake.calls == 2  # the probe ran it
     await engine.stop()
+
+
+async def test_daemon_serves_the_hot_path_in_front(unused_tcp_port: int) -> None:
+    """`healthd run`'s listener has the front too: cached answers take no evaluation."""
+    from healthd.config import parse_settings
+    from healthd.lifecycle import Daemon
+    from healthd.observers import Telemetry
+
+    s = parse_settings(
+        f'server: {{listen: "127.0.0.1:{unused_tcp_port}"}}\n'
+        "shutdown: {drain_delay: 0s, grace: 1s}\n"
+        "checks:\n  - {name: up, kind: loop, interval: 1s, timeout: 500ms}\n"
+    )
+    daemon = Daemon(s, telemetry=Telemetry())
+    serving = asyncio.create_task(daemon.serve())
+    calls: list[str] = []
+    evaluate = daemon.engine.runs.evaluate
+
+    async def counted(group: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(group)
+        return await evaluate(group, *args, **kwargs)
+
+    daemon.engine.runs.evaluate = counted  # type: ignore[method-assign]
+    url = f"http://127.0.0.1:{unused_tcp_port}/readyz"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(250):  # until listening and the first runs are in: polled
+                try:
+                    async with session.get(url + "?fresh=0") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.02)
+            before = len(calls)
+            for _ in range(10):
+                async with session.get(url) as resp:
+                    assert resp.status == 200
+            assert len(calls) == before  # answered by the front
+            async with session.get(url + "?fresh=0") as resp:
+                assert resp.status == 200
+            assert len(calls) == before + 1  # a query takes the long way
+    finally:
+        daemon.request_stop("test")
+        assert await asyncio.wait_for(serving, 10) == 0

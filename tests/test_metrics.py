@@ -21,7 +21,7 @@ from healthd.model import Outcome
 from healthd.observers import Telemetry, setup
 from healthd.testing import FakeCheck
 from healthd.web.probes import make_app
-from tests.helpers import engine_with, settings
+from tests.helpers import engine_with, serve, settings
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -71,7 +71,7 @@ async def wired(
     engine = engine_with(fakes, s, observers=telemetry.observers, tracer=telemetry.tracer)
     telemetry.bind(engine)
     app = make_app(engine, telemetry.routes, telemetry.middlewares, metrics=telemetry.metrics)
-    client = await aiohttp_client(app)
+    client = await serve(aiohttp_client, app)
     return client, engine, telemetry
 
 

@@ -27,7 +27,7 @@ from healthd.model import Outcome
 from healthd.observers import Telemetry, setup, tracing
 from healthd.testing import FakeCheck
 from healthd.web.probes import make_app
-from tests.helpers import engine_with, settings
+from tests.helpers import engine_with, serve, settings
 from tests.procs import Healthd
 
 Client = TestClient[web.Request, web.Application]
@@ -67,7 +67,7 @@ async def test_evaluate_parents_check_spans_in_callers_trace(aiohttp_client: Mak
     checks: list[dict[str, Any]] = [{"name": "db", "mode": "on_demand", "timeout": "300ms"},
               {"name": "cache", "mode": "on_demand", "critical": False}]  # fmt: skip
     engine, telemetry, exporter = traced(fakes, checks)
-    client = await aiohttp_client(make_app(engine, telemetry.routes, telemetry.middlewares))
+    client = await serve(aiohttp_client, make_app(engine, telemetry.routes, telemetry.middlewares))
     assert (await client.get("/readyz?timeout=2s", headers=TRACEPARENT)).status == 200
     spans = exporter.get_finished_spans()
     [evaluate] = named(spans, "healthd.evaluate")
