@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import time
 from collections.abc import AsyncGenerator, Awaitable, Iterator
@@ -305,5 +306,5 @@ def _why(host: str, port: int) -> str:
     try:
         with socket.create_server((host, port), family=family):
             return "grpcio could not bind it"
-    except OSError as exc:
-        return str(exc.strerror or exc)
+    except OSError as exc:  # create_server adds the address to strerror: the bare reason
+        return os.strerror(exc.errno) if exc.errno else str(exc)
