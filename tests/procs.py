@@ -17,8 +17,9 @@ PORT_TRIES = 3
 class Healthd:
     """`async with Healthd(tmp_path, config) as h:` runs `healthd run -c <config>` on free ports.
 
-    `config` may use `{port}`, `{admin_port}` and `{grpc_port}`; stderr lines are collected in `lines`,
-    and stdout lines in `out` when `capture_stdout` is set (e.g. console-exported spans).
+    `config` may use `{port}`, `{admin_port}` and `{grpc_port}`; stderr lines are collected
+    in `lines`, and stdout lines in `out` when `capture_stdout` is set (e.g. console-exported
+    spans).
     """
 
     def __init__(
