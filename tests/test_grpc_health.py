@@ -361,6 +361,20 @@ async def test_sigterm_drains_watch_and_check_and_ends_streams_at_the_close(
     assert answered < signalled + DRAIN + GRACE
 
 
+async def test_the_readme_client_example_works(tmp_path: Path) -> None:
+    """The README's grpc_health_probe-style Python client prints SERVING against healthd."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (code,) = re.findall(r"```python\n(# grpc-health-example.*?)```", readme, re.S)
+    async with port_listener() as db, Healthd(tmp_path, config(db)) as h, stub(h) as s:
+        await until(s, "readiness", SERVING)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code.replace("127.0.0.1:8097", f"127.0.0.1:{h.grpc_port}"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert (proc.returncode, out.decode().strip()) == (0, "SERVING"), err.decode()
+
+
 # --- start-up -----------------------------------------------------------------------------------
 
 
