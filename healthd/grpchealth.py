@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -45,6 +46,7 @@ from healthd.watchers import Watchers
 from healthd.web.base import bearer_matches
 from healthd.web.probes import ProbeCounter
 
+log = logging.getLogger("healthd")
 Response = health_pb2.HealthCheckResponse
 SERVING: int = Response.SERVING
 NOT_SERVING: int = Response.NOT_SERVING
@@ -247,6 +249,12 @@ async def start(
     """A started gRPC health server on `address` (`server.grpc_listen`)."""
     health = GrpcHealth(HealthService(engine, watchers, metrics), address)
     await health.start()
+    loop = type(asyncio.get_running_loop()).__module__
+    if loop.startswith("uvloop") and any(s.kind == "exec" for s in engine.store.specs()):
+        log.warning(
+            "gRPC health under uvloop: exec checks' children can die in grpcio's fork "
+            "handlers; run exec checks on the default asyncio loop (unset HEALTHD_EVENT_LOOP)"
+        )
     return health
 
 

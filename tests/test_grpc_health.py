@@ -375,6 +375,41 @@ async def test_the_readme_client_example_works(tmp_path: Path) -> None:
     assert (proc.returncode, out.decode().strip()) == (0, "SERVING"), err.decode()
 
 
+async def test_a_check_continues_the_callers_trace(tmp_path: Path) -> None:
+    """A Check carrying `traceparent` metadata: healthd.evaluate continues that trace and its
+    on_demand check run is a child span, as for an HTTP probe."""
+    from tests.test_tracing import CONSOLE, PARENT_ID, TRACE_ID, complete, spans_in_trace
+
+    text = (
+        'server: {listen: "127.0.0.1:{port}", admin_listen: "127.0.0.1:{admin_port}",\n'
+        '         grpc_listen: "127.0.0.1:{grpc_port}"}\n'
+        "checks:\n"
+        '  - {name: self, kind: tcp, address: "127.0.0.1:{port}", mode: on_demand, timeout: 1s}\n'
+    )
+    async with Healthd(tmp_path, text, env=CONSOLE, capture_stdout=True) as h, stub(h) as s:
+        md = (("traceparent", f"00-{TRACE_ID}-{PARENT_ID}-01"),)
+        assert await check(s, "readiness", metadata=md) == SERVING
+        [spans] = await spans_in_trace([h], TRACE_ID, complete)
+    [evaluate] = [x for x in spans if x["name"] == "healthd.evaluate"]
+    [run] = [x for x in spans if x["name"] == "healthd.check"]
+    assert evaluate["parent_id"] == "0x" + PARENT_ID
+    assert evaluate["attributes"]["healthd.group"] == "readiness"
+    assert run["parent_id"] == evaluate["context"]["span_id"]
+
+
+async def test_a_reload_keeps_the_grpc_listener_and_says_so(tmp_path: Path) -> None:
+    """SIGHUP with another grpc_listen: the running server stays where it is, the log says a
+    restart is needed, and the rest of the file applies."""
+    async with port_listener() as db, Healthd(tmp_path, config(db)) as h, stub(h) as s:
+        await until(s, "", SERVING)
+        h.path.write_text(h.path.read_text().replace(f":{h.grpc_port}", ":1"))
+        h.signal(signal.SIGHUP)
+        line = await wait_line(h, "server.grpc_listen needs a restart")
+        assert f"keeping 127.0.0.1:{h.grpc_port}" in line
+        await wait_line(h, "reload: applied")
+        assert await check(s, "") == SERVING
+
+
 # --- start-up -----------------------------------------------------------------------------------
 
 
@@ -438,6 +473,21 @@ async def test_grpc_and_exec_checks_share_the_default_loop(tmp_path: Path) -> No
         assert await check(s, "plugin") == SERVING
         assert not [x for x in h.lines if "Fatal" in x or "Traceback" in x or "signal" in x]
     assert answers > 10
+
+
+async def test_uvloop_with_exec_checks_is_warned_about(tmp_path: Path) -> None:
+    """HEALTHD_EVENT_LOOP=uvloop, gRPC health and an exec check: one warning at start."""
+    text = (
+        'server: {listen: "127.0.0.1:{port}", admin_listen: "127.0.0.1:{admin_port}",\n'
+        '         grpc_listen: "127.0.0.1:{grpc_port}"}\n'
+        "checks:\n"
+        "  - {name: plugin, kind: exec, command: [/bin/sh, -c, 'echo ok']}\n"
+    )
+    async with Healthd(tmp_path, text, env={"HEALTHD_EVENT_LOOP": "uvloop"}) as h, stub(h) as s:
+        await until(s, "plugin", SERVING)
+        line = await wait_line(h, "gRPC health under uvloop")
+    assert "WARNING" in line
+    assert any("event loop: uvloop" in x for x in h.lines)
 
 
 # --- pure parts ---------------------------------------------------------------------------------
