@@ -453,25 +453,27 @@ async def test_a_taken_grpc_port_stops_start_up_with_one_line(tmp_path: Path) ->
 
 async def test_grpc_and_exec_checks_share_the_default_loop(tmp_path: Path) -> None:
     """On the default asyncio loop, exec checks keep forking children while the gRPC server
-    answers (uvloop + grpc + exec crashed in grpcio's fork handlers)."""
+    answers, and no child dies (uvloop + grpc + exec: children killed in grpcio's fork
+    handlers). A run late under load is a timeout, tolerated; a killed child is a fail."""
     exec_config = (
         'server: {listen: "127.0.0.1:{port}", admin_listen: "127.0.0.1:{admin_port}",\n'
         '         grpc_listen: "127.0.0.1:{grpc_port}"}\n'
         "checks:\n"
         "  - {name: plugin, kind: exec, command: [/bin/sh, -c, 'echo ok'],\n"
-        "     interval: 200ms, timeout: 150ms}\n"
+        "     interval: 100ms, timeout: 90ms}\n"
     )
     async with Healthd(tmp_path, exec_config) as h, stub(h) as s:
         await until(s, "plugin", SERVING, timeout=10)
-        end = time.monotonic() + 3
-        answers = 0
+        end, answers = time.monotonic() + 3, 0
         while time.monotonic() < end:
-            assert await check(s, "") == SERVING
+            assert await check(s, "") in (SERVING, NOT_SERVING)
             answers += 1
         assert h.proc is not None
         assert h.proc.returncode is None
-        assert await check(s, "plugin") == SERVING
-        assert not [x for x in h.lines if "Fatal" in x or "Traceback" in x or "signal" in x]
+        row = r'healthd_check_runs_total\{check="plugin",kind="exec",outcome="(\w+)"\} (\S+)'
+        runs = dict(re.findall(row, await metrics(h)))
+    assert float(runs.get("fail", 0)) == 0, [x for x in h.lines if "plugin" in x]
+    assert float(runs["pass"]) >= 10
     assert answers > 10
 
 
