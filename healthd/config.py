@@ -9,6 +9,7 @@ map key and list item keeps its line; pydantic's error locations are mapped back
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import os
 import re
 import warnings
@@ -70,6 +71,13 @@ class ServerSettings(Model):
             if not 200 <= code <= 599:
                 raise ValueError(f"{state.value}: {code} is not an HTTP status code (200-599)")
         return {**DEFAULT_STATUS_CODES, **codes}
+
+    @field_validator("grpc_listen")
+    @classmethod
+    def _grpc(cls, listen: str | None) -> str | None:
+        if listen and any(importlib.util.find_spec(m) is None for m in ("grpc", "grpc_health")):
+            raise ValueError("the gRPC health server needs grpcio: pip install 'healthd[grpc]'")
+        return listen
 
 
 class DeadlineSettings(Model):

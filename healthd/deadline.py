@@ -63,6 +63,16 @@ def parse_grpc_timeout(text: str) -> float:
     return int(text[:-1]) * _GRPC_UNITS[text[-1]]
 
 
+def format_grpc_timeout(seconds: float) -> str:
+    """`parse_grpc_timeout`'s inverse in the finest unit that fits its 8 digits, rounded
+    down: never later than the deadline it stands for (a gRPC call's, as on the wire)."""
+    for unit in ("n", "u", "m", "S", "M"):
+        value = math.floor(max(0.0, seconds) / _GRPC_UNITS[unit])
+        if value < 10**8:
+            return f"{value}{unit}"
+    return f"{min(10**8 - 1, math.floor(seconds / 3600))}H"
+
+
 def _header_ms(name: str) -> Callable[[str, float], float]:
     return lambda text, offset: _number(name, text) / 1000
 

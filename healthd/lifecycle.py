@@ -27,7 +27,7 @@ import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from aiohttp import web
 
@@ -42,12 +42,15 @@ from healthd.watchers import Watchers
 from healthd.web import admin, base, probes
 from healthd.web.admin import ReloadResult
 
+if TYPE_CHECKING:
+    from healthd.grpchealth import GrpcHealth
+
 log = logging.getLogger("healthd")
 # After grace every handler has finished or been cancelled: aiohttp's own shutdown wait
 # only has to reap connections, so it gets a short bound (its timeouts round up above 5 s).
 REAP_TIMEOUT = 1.0
 ADMIN_KEEPALIVE = 15.0
-RESTART_ONLY_SERVER_KEYS = ("listen", "keepalive_timeout")
+RESTART_ONLY_SERVER_KEYS = ("listen", "keepalive_timeout", "grpc_listen")
 
 
 class Daemon:
@@ -100,6 +103,7 @@ class Daemon:
         self._admin_runner: web.AppRunner | None = None
         self._admin_site: Listener | None = None
         self._listeners: list[Listener] = []
+        self.grpc: GrpcHealth | None = None  # server.grpc_listen (grpchealth.py)
 
     # --- signals --------------------------------------------------------------------------------
 
@@ -243,6 +247,13 @@ class Daemon:
         self._admin_site = await self._listen(self._admin_runner, address, "server.admin_listen")
         log.info("admin API on %s", address)
 
+    async def _start_grpc(self, address: str) -> None:
+        from healthd import grpchealth  # the `grpc` extra: imported only when it is used
+
+        metrics = self.telemetry.metrics
+        self.grpc = await grpchealth.start(self.engine, self.watchers, metrics, address)
+        log.info("gRPC health on %s", self.grpc.bound)
+
     async def run_and_exit(self) -> NoReturn:
         """`serve()`, then end the process from inside the loop (`healthd run`).
 
@@ -279,6 +290,8 @@ class Daemon:
                 await self._start_admin()
             else:
                 log.info("admin API off: server.token is empty")
+            if server.grpc_listen:
+                await self._start_grpc(server.grpc_listen)
         except BaseException:
             await self._cleanup([runner])
             raise
@@ -304,6 +317,8 @@ class Daemon:
             await asyncio.sleep(self.settings.shutdown.drain_delay)
             await self._close(runner)
         finally:
+            if self.grpc is not None:  # closed by _close, unless serving failed before it
+                await self.grpc.close(0.0)
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -330,6 +345,7 @@ class Daemon:
         runners = [runner] + ([self._admin_runner] if self._admin_runner else [])
         queued = 0
         self.watchers.close()  # streams end with the listeners, never holding grace
+        grpc_closed = self.grpc.close(grace) if self.grpc is not None else None
         for listener in self._listeners:
             queued += await listener.close()
         closed_at = max((x.closed_at for x in self._listeners), default=time.time())
@@ -358,6 +374,8 @@ class Daemon:
             self._cancelled = len(late)
             if late:
                 await asyncio.wait([t for t, _ in late], timeout=REAP_TIMEOUT)
+        if grpc_closed is not None:  # its calls in flight had the same grace
+            await grpc_closed
         await self._cleanup(runners)
 
     async def _cleanup(self, runners: list[web.AppRunner]) -> None:

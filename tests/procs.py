@@ -17,8 +17,9 @@ PORT_TRIES = 3
 class Healthd:
     """`async with Healthd(tmp_path, config) as h:` runs `healthd run -c <config>` on free ports.
 
-    `config` may use `{port}` and `{admin_port}`; stderr lines are collected in `lines`,
-    and stdout lines in `out` when `capture_stdout` is set (e.g. console-exported spans).
+    `config` may use `{port}`, `{admin_port}` and `{grpc_port}`; stderr lines are collected
+    in `lines`, and stdout lines in `out` when `capture_stdout` is set (e.g. console-exported
+    spans).
     """
 
     def __init__(
@@ -42,8 +43,9 @@ class Healthd:
         self._listening = asyncio.Event()
 
     def _choose_ports(self) -> None:
-        self.port, self.admin_port = free_port(), free_port()
+        self.port, self.admin_port, self.grpc_port = free_port(), free_port(), free_port()
         config = self.template.replace("{port}", str(self.port))
+        config = config.replace("{grpc_port}", str(self.grpc_port))
         self.path.write_text(config.replace("{admin_port}", str(self.admin_port)))
 
     def url(self, path: str) -> str:

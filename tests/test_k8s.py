@@ -6,6 +6,7 @@ Manifests are validated against the Kubernetes JSON schemas shipped inside the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,48 @@ def test_probes_point_at_healthd() -> None:
         assert budget_ms <= settings.deadline.max * 1000  # not capped away
     assert not any(p in containers()["app"] for p in PROBES)  # healthd speaks for the pod
     assert healthd["args"] == ["run", "-c", "/etc/healthd/healthd.yaml"]
+
+
+def commented_grpc_probes() -> dict[str, Any]:
+    """The Deployment's commented-out gRPC probes, uncommented."""
+    block, taking = [], False
+    for line in (K8S / "deployment.yaml").read_text().splitlines():
+        text = line.strip()
+        if re.fullmatch(r"# (readiness|liveness|startup)Probe:", text):
+            taking = True
+        elif not text.startswith("#   "):
+            taking = False
+        if taking:
+            block.append(text[2:])
+    probes: dict[str, Any] = YAML(typ="safe").load("\n".join(block))
+    return probes
+
+
+def test_the_commented_grpc_probes_are_valid_and_reach_grpc_listen() -> None:
+    """Uncommented, the gRPC probes validate, use the ConfigMap's (commented) grpc_listen
+    port, ask for the group they stand for, and are the README's."""
+    from healthd.grpchealth import GROUP_SERVICES
+
+    probes = commented_grpc_probes()
+    assert set(probes) == {"readinessProbe", "livenessProbe"}
+    config = one("ConfigMap")["data"]["healthd.yaml"]
+    assert "# grpc_listen: " in config
+    settings = parse_settings(config.replace("# grpc_listen: ", "grpc_listen: "), "configmap.yaml")
+    assert settings.server.grpc_listen is not None
+    port = int(settings.server.grpc_listen.rpartition(":")[2])
+    deployment = one("Deployment")
+    (healthd,) = [
+        c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "healthd"
+    ]
+    healthd.update(probes)
+    for version in VERSIONS:
+        kubernetes_validate.validate(deployment, version, strict=True)
+    readme = (ROOT / "README.md").read_text()
+    for name, probe in probes.items():
+        grpc = probe["grpc"]
+        assert grpc["port"] == port
+        assert GROUP_SERVICES[grpc["service"]] == name.removesuffix("Probe")
+        assert f"grpc: {{port: {port}, service: {grpc['service']}}}" in readme
 
 
 def test_service_selects_the_pods_and_named_ports() -> None:

@@ -94,9 +94,14 @@ class InFlight:
 
 def authorized(request: web.Request, token: str) -> bool:
     """A valid `Authorization: Bearer <token>`, compared in constant time."""
+    return bearer_matches(request.headers.get("Authorization", ""), token)
+
+
+def bearer_matches(header: str, token: str) -> bool:
+    """`header` is `Bearer <token>` (constant-time compare; an empty token matches nothing).
+    The gRPC health server reads its `authorization` metadata with it too."""
     if not token:
         return False
-    header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(
         given.strip().encode(), token.encode()
