@@ -35,6 +35,23 @@ def wait_listening(port: int, timeout: float = 15.0) -> None:
     raise RuntimeError(f"nothing listening on {port} after {timeout}s")
 
 
+def wait_ok(url: str, timeout: float = 15.0) -> None:
+    """Until `url` answers 200 (a daemon's first runs are spread over their interval)."""
+    import urllib.error
+    import urllib.request
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout}s")
+
+
 def pinned(cpu: int, argv: list[str]) -> list[str]:
     """argv run on one core when the machine has more than one (taskset)."""
     if (os.cpu_count() or 1) > 1 and Path("/usr/bin/taskset").exists():

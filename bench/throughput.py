@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import free_port, pinned, python, start, stop, write_table
+from _common import free_port, pinned, python, start, stop, wait_ok, write_table
 
 ROUNDS = 5
 SECONDS = 4
@@ -82,6 +82,7 @@ def main() -> int:
                 [python(), "-m", "healthd", "run", "-c", str(cfg)], healthd_port, env=env
             )
             try:
+                wait_ok(healthd_url)  # its first runs are spread over their interval
                 for name, headers in SCENARIOS.items():
                     wrk(bare_url, headers, bare.pid)  # warm-up both
                     wrk(healthd_url, headers, daemon.pid)
