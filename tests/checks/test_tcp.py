@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -51,3 +53,41 @@ def test_address_needs_a_port() -> None:
     """`host` without `:port` is a config error."""
     with pytest.raises(ValueError, match="address"):
         TcpSpec(name="port", kind="tcp", address="localhost")
+
+
+async def test_a_run_builds_no_transport(listener: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run is a bare socket's connect and close: no transport, protocol or streams (those
+    were ~40 % of a run's CPU), so neither create_connection nor open_connection is used."""
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a tcp run built a transport")
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(loop, "create_connection", forbidden)
+    monkeypatch.setattr(asyncio, "open_connection", forbidden)
+    for address in (f"127.0.0.1:{listener}", f"localhost:{listener}"):
+        s = spec(address)
+        result = await runner.run(s, s.build(), Deadline.after(5.0))
+        assert result.outcome is Outcome.PASS, result.message
+
+
+async def test_runs_leave_no_descriptor_open(listener: int) -> None:
+    """Passing, refused and cancelled runs all close their socket."""
+    refused = spec("127.0.0.1:9")  # discard: nothing listens there on loopback
+    passing = spec(f"127.0.0.1:{listener}")
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(100):
+        assert (await runner.run(passing, passing.build(), Deadline.after(5.0))).outcome is (
+            Outcome.PASS
+        )
+        result = await runner.run(refused, refused.build(), Deadline.after(5.0))
+        assert (result.outcome, result.reason) == (Outcome.FAIL, Reason.REFUSED)
+    check = passing.build()
+    for _ in range(20):  # cancelled mid-connect or just after
+        task = asyncio.ensure_future(check(Deadline.after(5.0)))
+        await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await asyncio.sleep(0.05)
+    assert len(os.listdir("/proc/self/fd")) <= before + 1
