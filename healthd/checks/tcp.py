@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
+import os
 import socket
 from typing import Any, Literal
 
@@ -53,9 +55,9 @@ class TcpCheck:
         error: OSError | None = None
         for family, address in targets:  # in the resolver's order, as open_connection does
             sock = socket.socket(family, socket.SOCK_STREAM)
-            try:  # the runner's timeout cancels sock_connect; the finally closes the socket
+            try:  # the runner's timeout cancels the wait; the finally closes the socket
                 sock.setblocking(False)
-                await loop.sock_connect(sock, address)
+                await connect(loop, sock, address)
             except OSError as exc:
                 error = exc
                 continue
@@ -63,3 +65,26 @@ class TcpCheck:
                 sock.close()
             return Observation(message=f"connected to {self.host}:{self.port}")
         raise error if error is not None else OSError(f"{self.host}: no address")
+
+
+async def connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, address: Any) -> None:
+    """`loop.sock_connect` for an address already resolved: a non-blocking connect, a wait
+    for writability, SO_ERROR. (sock_connect re-parses the address and reads the socket's
+    family and type as enums on every call: a third of what it costs.)"""
+    error = sock.connect_ex(address)
+    if error in (errno.EINPROGRESS, errno.EAGAIN):
+        done = loop.create_future()
+        fd = sock.fileno()
+        loop.add_writer(fd, _wake, done)
+        try:
+            await done
+        finally:
+            loop.remove_writer(fd)
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error:
+        raise OSError(error, os.strerror(error))  # ECONNREFUSED → ConnectionRefusedError
+
+
+def _wake(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
