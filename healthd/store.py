@@ -217,6 +217,12 @@ class Store:
     def lenient(self) -> Mapping[str, str]:
         return self._lenient
 
+    def held(self, group: str) -> dict[str, str]:
+        """The group's checks under a fleet rule now, with why: O(checks held)."""
+        if not self._excuses:
+            return {}
+        return {n: why for n, (_, why) in self._excuses.items() if self.has(group, n)}
+
     def excuses(self) -> dict[str, str]:
         """Checks under a fleet rule now, with the reason (settling or panic)."""
         return {n: why for n, (_, why) in self._excuses.items()}
@@ -261,7 +267,7 @@ class Store:
             checks=tuple(slots[n].view for n in self._members[group]),
             groups=self.group_states(),
             generation=self.generation,
-            fleet={n: why for n, (_, why) in self._excuses.items() if self.has(group, n)},
+            fleet=self.held(group),
         )
         self._snapshots[group] = snapshot
         return snapshot
