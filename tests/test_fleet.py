@@ -316,7 +316,7 @@ async def test_without_etcd_nothing_blocks_and_no_secret_shows(
         async with Healthd(tmp_path, text) as h:
 
             async def healthy() -> bool:
-                return (await readyz(session, h))[1]["status"] == "healthy"
+                return bool((await readyz(session, h))[1]["status"] == "healthy")
 
             await eventually(healthy, 10, "healthy with etcd unreachable")
             assert await metric(session, h, "healthd_fleet_connected") == 0
