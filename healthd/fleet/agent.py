@@ -184,7 +184,10 @@ class Fleet:
         async for batch in stream:
             changed = False
             for kind, key, value in batch:
-                changed = self.view.apply(kind, key, value) or changed
+                if self.view.apply(kind, key, value):
+                    changed = True
+                    if log.isEnabledFor(logging.DEBUG):  # bench/fleet.py times these lines
+                        log.debug("fleet: view: %s", self._describe(key))
             if changed:
                 self._poke.set()
         raise EtcdError("etcd watch: the stream ended")
@@ -201,6 +204,14 @@ class Fleet:
                     await self._poke.wait()
             self._poke.clear()
             await self._react()
+
+    def _describe(self, key: str) -> str:
+        rest = key[len(self.settings.prefix) :]
+        if rest.startswith(INSTANCES):
+            name = rest[len(INSTANCES) :]
+            report = self.view.reports.get(name)
+            return f"{name} {report.state if report is not None else 'left'}"
+        return rest
 
     # --- the rule and the report ------------------------------------------------------------------
 
