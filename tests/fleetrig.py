@@ -53,3 +53,8 @@ class EtcdServer:
             self.proc.send_signal(sig)
             self.proc.wait(10)
         self.proc = None
+
+    def signal(self, sig: signal.Signals) -> None:
+        """SIGSTOP / SIGCONT: etcd frozen (connections hang) and thawed."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)

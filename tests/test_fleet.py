@@ -263,18 +263,23 @@ async def test_drain_slots_are_shared_and_go_with_a_killed_holder(
         assert view["slots"] == {}, "ready gave the slot back"
 
 
+@pytest.mark.parametrize("how", ["killed", "frozen"])
 async def test_etcd_stopped_mid_run_falls_back_to_local_semantics_and_recovers(
-    tmp_path: Path, etcd: EtcdServer, session: aiohttp.ClientSession
+    tmp_path: Path, etcd: EtcdServer, session: aiohttp.ClientSession, how: str
 ) -> None:
-    """etcd killed: probes answer within their budget, as without a fleet (503, the db
-    counts), healthd_fleet_connected 0; etcd back: the view and the panic rule return."""
+    """etcd killed (refused) or frozen (SIGSTOP: every call hangs): probes answer within their
+    budget, as without a fleet (503, the db counts), healthd_fleet_connected 0; etcd back
+    (restarted on its data, or SIGCONT): the view and the panic rule return."""
     async with fleet_of(tmp_path, etcd, [refused()] * 3) as procs:
 
         async def panic() -> bool:
             return all(code == 200 for code, _ in await answers(session, procs))
 
         await eventually(panic, 15, "the three in panic (200 degraded)")
-        etcd.stop(signal.SIGKILL)
+        if how == "killed":
+            etcd.stop(signal.SIGKILL)
+        else:
+            etcd.signal(signal.SIGSTOP)
         try:
             slowest = 0.0
 
@@ -297,7 +302,10 @@ async def test_etcd_stopped_mid_run_falls_back_to_local_semantics_and_recovers(
                 assert await metric(session, h, "healthd_fleet_connected") == 0
                 assert sum("fleet: etcd unreachable" in line for line in h.lines) == 1
         finally:
-            etcd.start()
+            if how == "killed":
+                etcd.start()
+            else:
+                etcd.signal(signal.SIGCONT)
 
         await eventually(panic, 20, "the panic rule back with etcd")
         for h in procs:
@@ -333,3 +341,28 @@ async def test_without_etcd_nothing_blocks_and_no_secret_shows(
         assert sum("etcd unreachable" in line for line in h.lines) == 1
         for text in [*outputs, *h.lines]:
             assert "s3cr3t" not in text
+
+
+async def test_sigterm_takes_a_free_slot_and_leaves_the_view_at_exit(
+    tmp_path: Path, etcd: EtcdServer, session: aiohttp.ClientSession
+) -> None:
+    """SIGTERM drains at once and takes the free slot; at exit the lease is revoked, so the
+    instance leaves the others' view at once (well before ttl) and its slot is free again."""
+    async with listener() as (up, _), fleet_of(tmp_path, etcd, [up] * 2) as procs:
+        leaving, staying = procs
+
+        async def both() -> bool:
+            return len((await admin_fleet(session, staying))["instances"]) == 2
+
+        await eventually(both, 10, "two instances in the view")
+        leaving.signal(signal.SIGTERM)  # drain_delay 100 ms, then exit
+
+        assert await leaving.wait(10) == 0
+
+        async def gone() -> bool:
+            view = await admin_fleet(session, staying)
+            return "i0" not in view["instances"] and view["slots"] == {}
+
+        took = await eventually(gone, TTL, "i0 and its slot gone after its exit")
+        assert took < TTL / 2, f"left {took:.2f}s after exit: the lease was not revoked"
+        assert any("drain slot 0 taken for the shutdown" in line for line in leaving.lines)
