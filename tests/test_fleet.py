@@ -366,3 +366,45 @@ async def test_sigterm_takes_a_free_slot_and_leaves_the_view_at_exit(
         took = await eventually(gone, TTL, "i0 and its slot gone after its exit")
         assert took < TTL / 2, f"left {took:.2f}s after exit: the lease was not revoked"
         assert any("drain slot 0 taken for the shutdown" in line for line in leaving.lines)
+
+
+async def test_etcd_authentication_with_credentials_in_the_url(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """An etcd with auth on: `user:password@` in the URL authenticates (connected, in the
+    view); a wrong password stays disconnected; neither password is written anywhere."""
+    server = EtcdServer(need("etcd", "for the fleet tests"), tmp_path / "auth")
+    (tmp_path / "auth").mkdir()
+    server.start()
+    try:
+        etcdctl = need("etcdctl", "to turn etcd authentication on")
+        for argv in (["user", "add", "root:R00t-pw", "--interactive=false"], ["auth", "enable"]):
+            done = await asyncio.create_subprocess_exec(
+                etcdctl, "--endpoints", server.url, *argv, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
+            )  # fmt: skip
+            assert await done.wait() == 0
+        good = server.url.replace("http://", "http://root:R00t-pw@")
+        bad = server.url.replace("http://", "http://root:Wr0ng-pw@")
+        async with (
+            listener() as (up, _),
+            Healthd(tmp_path, config(good, "auth", "ok", up), name="ok") as ok,
+            Healthd(tmp_path, config(bad, "auth", "no", up), name="no") as no,
+        ):
+
+            async def connected() -> bool:
+                return await metric(session, ok, "healthd_fleet_connected") == 1
+
+            await eventually(connected, 10, "connected with the right password")
+            assert list((await admin_fleet(session, ok))["instances"]) == ["ok"]
+            await asyncio.sleep(1.0)
+            assert await metric(session, no, "healthd_fleet_connected") == 0
+            texts = [await (await session.get(h.admin_url("/admin/fleet"), headers=AUTH)).text()
+                     for h in (ok, no)]  # fmt: skip
+        for text in [*texts, *ok.lines, *no.lines]:
+            assert "R00t-pw" not in text
+            assert "Wr0ng-pw" not in text
+        assert any("authentication failed" in line for line in no.lines)
+    finally:
+        server.stop()
