@@ -228,7 +228,8 @@ async def test_drain_slots_are_shared_and_go_with_a_killed_holder(
         first, second, third = procs
 
         async def three() -> bool:
-            return len((await admin_fleet(session, second))["instances"]) == 3
+            healthy = all(b["status"] == "healthy" for _, b in await answers(session, procs))
+            return healthy and len((await admin_fleet(session, second))["instances"]) == 3
 
         await eventually(three, 10, "three instances in the view")
         async with session.post(first.admin_url("/admin/drain"), headers=AUTH) as r:
