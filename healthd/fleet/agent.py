@@ -21,13 +21,13 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 from healthd.durations import format_duration
-from healthd.fleet.etcd import Etcd, EtcdError, b64, unb64
+from healthd.fleet.etcd import Etcd, EtcdError
 from healthd.fleet.settings import FleetSettings
-from healthd.fleet.view import INSTANCES, SLOTS, Decision, Report, Rule, View
+from healthd.fleet.slots import Slots, Taken
+from healthd.fleet.view import INSTANCES, Decision, Report, Rule, View
 from healthd.model import State
 from healthd.observers.metrics import Metrics
 from healthd.store import Store
@@ -36,16 +36,6 @@ log = logging.getLogger("healthd.fleet")
 BACKOFF_MIN, BACKOFF_MAX = 0.2, 5.0
 CALL_TIMEOUT = 1.0
 STOP_TIMEOUT = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Taken:
-    """What a drain got: `ok` False means no slot was free (409), `holders` who has them."""
-
-    ok: bool
-    slot: int | None = None
-    holders: list[str] = field(default_factory=list)
-    note: str = ""
 
 
 class Fleet:
@@ -67,8 +57,7 @@ class Fleet:
         self.connected = False
         self.problem = ""
         self.lease = 0
-        self.slot: int | None = None
-        self.wants_slot = False
+        self.slots = Slots(self.etcd, settings.prefix, self.me, settings.max_draining, self.view)
         self.decisions: dict[str, Decision] = {}
         self.published: Report | None = None
         self.publishes = 0
@@ -80,9 +69,6 @@ class Fleet:
     @property
     def key(self) -> str:
         return f"{self.settings.prefix}{INSTANCES}{self.me}"
-
-    def _slot_key(self, n: int) -> str:
-        return f"{self.settings.prefix}{SLOTS}{n}"
 
     # --- start and stop ---------------------------------------------------------------------------
 
@@ -272,72 +258,19 @@ class Fleet:
     # --- drain slots ------------------------------------------------------------------------------
 
     async def take_slot(self, force: bool = False) -> Taken:
-        """Take one of `max_draining` slots (an etcd transaction on lease-backed keys)."""
-        if self.slot is not None:
-            return Taken(True, self.slot)
-        if not self.connected or not self.lease:
-            return Taken(True, note="fleet: etcd unreachable; draining without a slot")
-        try:
-            holders = []
-            for n in range(self.settings.max_draining):
-                holder = await self._try_slot(n)
-                if holder == self.me:
-                    self.slot, self.wants_slot = n, True
-                    return Taken(True, n)
-                holders.append(holder)
-        except EtcdError as exc:
-            return Taken(True, note=f"fleet: no slot taken ({exc}); draining anyway")
-        if force:
-            return Taken(True, holders=holders, note="forced: draining without a slot")
-        return Taken(False, holders=holders)
-
-    async def _try_slot(self, n: int) -> str:
-        """Put our name on slot `n` if nobody holds it; the holder's name either way."""
-        key = b64(self._slot_key(n))
-        ok, responses = await self.etcd.txn(
-            [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
-            [{"request_put": {"key": key, "value": b64(self.me), "lease": str(self.lease)}}],
-            [{"request_range": {"key": key}}],
-        )
-        if ok:
-            self.view.slots[n] = self.me
-            return self.me
-        ranged = (responses[0].get("response_range") or {}) if responses else {}
-        kvs = ranged.get("kvs") or [{}]
-        return unb64(kvs[0].get("value", "")).decode() or "?"
+        """Take one of `max_draining` slots (POST /admin/drain, SIGTERM); bounded by the
+        etcd timeout per slot tried."""
+        return await self.slots.take(self.lease if self.connected else 0, force)
 
     async def give_slot(self) -> None:
-        """Give the slot back (POST /admin/ready); etcd down: the next session does it."""
-        self.wants_slot = False
-        slot, self.slot = self.slot, None
-        if slot is not None and self.connected:
-            with contextlib.suppress(EtcdError):
-                await self._release(slot)
+        await self.slots.give(self.connected)
 
-    async def _release(self, n: int) -> None:
-        key = b64(self._slot_key(n))
-        await self.etcd.txn(
-            [{"key": key, "target": "VALUE", "result": "EQUAL", "value": b64(self.me)}],
-            [{"request_delete_range": {"key": key}}],
-            [],
-        )
-        self.view.slots.pop(n, None)
+    @property
+    def slot(self) -> int | None:
+        return self.slots.held
 
     async def _reconcile_slot(self) -> None:
-        """At each session start: take the slot back if we still drain, free a stale one."""
-        self.slot = None
-        for n, holder in list(self.view.slots.items()):
-            if holder == self.me and not self.wants_slot:
-                await self._release(n)
-            elif holder == self.me:
-                self.slot = n
-        if self.wants_slot and self.slot is None:
-            taken = await self.take_slot()
-            if taken.slot is None:
-                log.warning(
-                    "fleet: still draining, but no slot is free (held by %s)", taken.holders
-                )
-                self.wants_slot = True
+        await self.slots.reconcile(self.lease)
         await asyncio.Event().wait()  # a member of the session's tasks: lives as long as it
 
     def on_signal(self, spawn: Callable[[Coroutine[Any, Any, Any]], None]) -> None:

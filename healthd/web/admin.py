@@ -111,7 +111,7 @@ async def drain(request: web.Request) -> web.Response:
     if fleet is not None and not engine.draining:
         taken = await fleet.take_slot(force=request.query.get("force", "0").lower() in YES)
         if not taken.ok:
-            held = ", ".join(taken.holders)
+            held = ", ".join(taken.holders) or "nobody: max_draining is 0"
             message = f"fleet: no drain slot free (held by {held}); ?force=1 drains anyway"
             return web.json_response(
                 {"error": message, "holders": taken.holders}, status=409, headers=base.NO_STORE
