@@ -37,6 +37,7 @@ from healthd.checks.base import FlapOrOff, FlapSettings, Model
 from healthd.checks.loop import LoopSpec
 from healthd.durations import Duration
 from healthd.errors import ConfigError
+from healthd.fleet.settings import FleetSettings
 from healthd.groups import CONFIGURABLE, Membership
 from healthd.model import State
 
@@ -139,6 +140,7 @@ class Settings(Model):
     groups: Groups = Field(default_factory=Groups)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    fleet: FleetSettings | None = None  # None: no fleet, nothing changes (DESIGN §14)
     checks: list[CheckSpec] = Field(default_factory=list)
 
     # The `loop` check added because the config has none (DESIGN §2), if any.

@@ -35,6 +35,7 @@ from healthd.config import DEFAULT_CONFIG, Settings, load_settings
 from healthd.durations import human_duration
 from healthd.engine import Engine
 from healthd.errors import ConfigError
+from healthd.fleet.agent import create_fleet
 from healthd.lag import LagMonitor
 from healthd.listeners import BadRequests, Listener, close_idle
 from healthd.observers import Telemetry, setup
@@ -77,7 +78,10 @@ class Daemon:
             self.engine, self.telemetry.routes, self.telemetry.middlewares, self.inflight,
             metrics=self.telemetry.metrics,
         )  # fmt: skip
-        self.admin_app = admin.make_admin_app(self.engine, self, [self.inflight.middleware])
+        self.fleet = create_fleet(settings.fleet, self.engine.store, self.telemetry.metrics)
+        self.admin_app = admin.make_admin_app(
+            self.engine, self, [self.inflight.middleware], self.fleet
+        )
         # Malformed requests: counted, one short line per 10 s, no traceback (listeners.py).
         self.bad_requests = BadRequests(logging.getLogger("healthd.http"))
         if self.telemetry.metrics is not None:
@@ -119,6 +123,8 @@ class Daemon:
         self.inflight.closing = True  # answers now say `Connection: close`
         self._signal, self._signalled_at = signame, time.monotonic()
         self.engine.set_draining(True)
+        if self.fleet is not None:
+            self.fleet.on_signal(self._spawn)  # takes a drain slot if one is free
         log.info(
             "%s: draining (readiness fails; listeners stay open %s)",
             signame, human_duration(self.settings.shutdown.drain_delay),
@@ -191,6 +197,9 @@ class Daemon:
         if new.tracing != old.tracing:
             update["tracing"] = old.tracing
             notes.append("tracing needs a restart; keeping the running settings")
+        if new.fleet != old.fleet:
+            update["fleet"] = old.fleet
+            notes.append("fleet needs a restart; keeping the running settings")
         return (new.model_copy(update=update) if update else new), notes
 
     async def _apply_admin(self, new: Settings) -> None:
@@ -297,6 +306,8 @@ class Daemon:
             raise
         self.lag.ensure_running()
         self.engine.start()
+        if self.fleet is not None:
+            self.fleet.start()
         # What start-up built (specs, checks, modules) lives as long as the process: moved
         # out of the collector's generations, a full collection no longer walks it (bench/scale.py).
         gc.freeze()
@@ -322,6 +333,8 @@ class Daemon:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self.fleet is not None:
+                await self.fleet.stop()  # revokes the lease: the fleet sees us leave at once
             await self.engine.stop()  # the lag monitor too
             self.telemetry.shutdown()
             if release_signals:  # last: until here a second SIGTERM still exits 1

@@ -144,6 +144,7 @@ class Snapshot:
     elapsed: float = 0.0
     groups: Mapping[str, State] = field(default_factory=dict)
     generation: int = 0
+    fleet: Mapping[str, str] = field(default_factory=dict)  # check → why a fleet rule holds it
 
 
 POSTABLE = {"pass": Outcome.PASS, "warn": Outcome.WARN, "fail": Outcome.FAIL}

@@ -67,6 +67,11 @@ def schemas() -> dict[str, Any]:
         {
             "excluded": {"type": "array", "items": STR},
             "groups": {"type": "object", "additionalProperties": _ref("State")},
+            "fleet": {
+                "type": "object",
+                "additionalProperties": STR,
+                "description": "check → why the fleet rule holds it (DESIGN §14)",
+            },
         },
     )
     ietf = {"type": "string", "enum": ["pass", "warn", "fail"]}
@@ -131,7 +136,28 @@ def schemas() -> dict[str, Any]:
         "Detailed": detailed,
         "HealthJson": health_json,
         "AdminState": admin_state,
-        "Draining": _obj({"draining": BOOL}, additionalProperties=False),
+        "Draining": _obj(
+            {"draining": BOOL},
+            {"slot": {"type": ["integer", "null"]}, "note": STR},
+            additionalProperties=False,
+        ),
+        "Fleet": _obj(
+            {
+                "service": STR,
+                "instance": STR,
+                "connected": BOOL,
+                "problem": {"type": ["string", "null"]},
+                "endpoints": {"type": "array", "items": STR},
+                "ttl_ms": INT,
+                "settle_ms": INT,
+                "panic_threshold": STR,
+                "max_draining": INT,
+                "instances": {"type": "object"},
+                "slots": {"type": "object", "additionalProperties": STR},
+                "slot": {"type": ["integer", "null"]},
+                "rules": {"type": "object"},
+            }
+        ),
         "ReloadResult": reload,
         "Beat": _obj(
             {"status": {"type": "string", "enum": ["pass", "warn", "fail"]}},
@@ -205,7 +231,7 @@ def responses() -> dict[str, Any]:
         "Unauthorized": _response(
             "missing or wrong bearer token", error, **{"WWW-Authenticate": {"schema": STR}}
         ),
-        "Conflict": _response("refused while shutting down", error),
+        "Conflict": _response("refused while shutting down, or no drain slot free", error),
     }
 
 
@@ -262,7 +288,18 @@ def paths() -> dict[str, Any]:
     beat["parameters"] = [{"$ref": "#/components/parameters/check"}]
     beat["requestBody"] = {"required": True, "content": _json(_ref("Beat"))}
     out |= {
-        "/admin/drain": {"post": _admin_op("readiness fails from now on", _ref("Draining"))},
+        "/admin/drain": {
+            "post": _admin_op(
+                "readiness fails from now on; with a fleet, takes a drain slot (409: none free)",
+                _ref("Draining"),
+                **{"409": "Conflict"},
+            )
+        },
+        "/admin/fleet": {
+            "get": _admin_op(
+                "the fleet view (404: no fleet configured)", _ref("Fleet"), **{"404": "NotFound"}
+            )
+        },
         "/admin/ready": {
             "post": _admin_op("leave draining", _ref("Draining"), **{"409": "Conflict"})
         },

@@ -66,6 +66,11 @@ class Evaluation:
             elapsed=self.elapsed,
             groups=store.group_states(),
             generation=store.generation,
+            fleet={
+                n: why
+                for n, why in store.held(self.group).items()
+                if n not in self.exclude and self.only in (None, n)
+            },
         )
 
 

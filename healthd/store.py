@@ -11,6 +11,11 @@ tallies: O(1) in the number of checks. A result going stale (`max_age`) turns it
 `unknown` through a heap of expiry times, applied when the store is next read or written.
 
 A group's snapshot is built at most once per generation and shared by every reader.
+
+Fleet (DESIGN §14, healthd/fleet/): while the fleet is connected, a `shared` check's new
+failure keeps the weight it had before (`lenient`: settling) until the fleet rule decides;
+an `excuse` makes a failing check weigh as non-critical (the panic rule) with a reason the
+snapshot carries. Without a fleet both maps are empty and nothing here changes.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from healthd.aggregator import fold, weigh
+from healthd.aggregator import DEGRADED, FAILING, fold, weigh
 from healthd.checks.base import SpecBase
 from healthd.evaluator import evaluate, initial
 from healthd.events import Event, Fanout, Kind, Observer, Ring
@@ -75,6 +80,8 @@ class Store:
         self._seq = itertools.count()
         self._snapshots: dict[str, Snapshot] = {}
         self._beats: dict[str, Beat] = {}
+        self._lenient: Mapping[str, str] = {}  # shared check → reason while it settles
+        self._excuses: dict[str, tuple[int, str]] = {}  # failing check → (its weight, why)
         self.ring = Ring()
 
     # --- configuration (start-up and reloads: O(N), the only walks) ---------------------------
@@ -95,6 +102,10 @@ class Store:
                 slot = _Slot(
                     spec, state, state, weigh(spec.critical, state.status), (), math.inf, False
                 )
+            held = self._excuses.get(spec.name) if spec.name in kept else None
+            if held is None:  # a new or changed check starts over; the fleet re-decides
+                self._excuses.pop(spec.name, None)
+            slot.code = held[0] if held is not None else weigh(spec.critical, slot.view.status)
             groups = membership.groups_of[spec.name]
             slot.tallies = tuple(self._tallies[g] for g in groups if g != STARTUP)
             slot.startup = spec.name in startup
@@ -102,6 +113,7 @@ class Store:
                 tally.counts[slot.code] += 1
             self._slots[spec.name] = slot
         self._members = membership.members
+        self._excuses = {n: e for n, e in self._excuses.items() if n in self._slots}
         self._on_demand = {
             g: tuple(n for n in names if self._slots[n].spec.mode == "on_demand")
             for g, names in self._members.items()
@@ -171,6 +183,50 @@ class Store:
             self.draining = draining
             self._changed()
 
+    def set_lenient(self, lenient: Mapping[str, str]) -> None:
+        """The shared checks whose new failures settle (fleet connected), with the reason
+        shown meanwhile. Empty: local semantics, every excuse withdrawn at once."""
+        self._lenient = dict(lenient)
+        for name in [n for n in self._excuses if n not in self._lenient]:
+            self.excuse(name, None)
+
+    def excuse(self, name: str, reason: str | None, *, panic: bool = False) -> None:
+        """Fleet rule for a failing check: `panic` weighs it as non-critical; a reason alone
+        keeps its current weight (settling); None counts it as it is. O(1)."""
+        slot = self._slots.get(name)
+        if slot is None:
+            return
+        held = self._excuses.get(name)
+        if reason is None:
+            if held is None:
+                return
+            del self._excuses[name]
+            self._reweigh(slot, weigh(slot.spec.critical, slot.view.status))
+        else:
+            if not slot.view.status.failing:
+                return  # it passed meanwhile: nothing to excuse
+            code = DEGRADED if panic else (held[0] if held is not None else slot.code)
+            if held == (code, reason):
+                return
+            self._excuses[name] = (code, reason)
+            self._reweigh(slot, code)
+        self.generation += 1
+        self._settle()
+
+    @property
+    def lenient(self) -> Mapping[str, str]:
+        return self._lenient
+
+    def held(self, group: str) -> dict[str, str]:
+        """The group's checks under a fleet rule now, with why: O(checks held)."""
+        if not self._excuses:
+            return {}
+        return {n: why for n, (_, why) in self._excuses.items() if self.has(group, n)}
+
+    def excuses(self) -> dict[str, str]:
+        """Checks under a fleet rule now, with the reason (settling or panic)."""
+        return {n: why for n, (_, why) in self._excuses.items()}
+
     def post_beat(self, name: str, beat: Beat) -> None:
         """Keep the application's latest heartbeat for check `name` (a heartbeat run reads it)."""
         self._beats[name] = beat
@@ -211,6 +267,7 @@ class Store:
             checks=tuple(slots[n].view for n in self._members[group]),
             groups=self.group_states(),
             generation=self.generation,
+            fleet=self.held(group),
         )
         self._snapshots[group] = snapshot
         return snapshot
@@ -232,7 +289,7 @@ class Store:
         if only is not None:
             counts, slot = [0, 0, 0, 0], self._slots.get(only)
             if slot is not None and only not in exclude:
-                counts[weigh(slot.spec.critical, _seen(slot, late).status)] = 1
+                counts[self._weight(slot, _seen(slot, late).status)] = 1
             return fold(counts, draining)
         if not exclude and not late:
             return self.states[group]
@@ -243,7 +300,7 @@ class Store:
                 continue  # not a member (or reloaded away meanwhile)
             counts[slot.code] -= 1
             if name not in exclude:
-                counts[weigh(slot.spec.critical, _seen(slot, late).status)] += 1
+                counts[self._weight(slot, _seen(slot, late).status)] += 1
         return fold(counts, draining)
 
     def view(
@@ -295,15 +352,30 @@ class Store:
 
     def _move(self, slot: _Slot, before: CheckState, after: CheckState) -> None:
         """A check's status changed: re-weigh it in its groups, tell observers and streams."""
-        code = weigh(slot.spec.critical, after.status)
+        code, name = weigh(slot.spec.critical, after.status), slot.spec.name
+        if code == FAILING and (name in self._excuses or name in self._lenient):
+            if name not in self._excuses and not before.status.failing:
+                self._excuses[name] = (slot.code, self._lenient[name])  # settle first
+            if name in self._excuses:
+                code = self._excuses[name][0]
+        elif name in self._excuses and not after.status.failing:
+            del self._excuses[name]
+        self._reweigh(slot, code)
+        self.fanout.transition(slot.spec, before, after)
+        message = after.last.message if after.last is not None else ""
+        self._emit("check", after.name, after.status.value, before.status.value, message)
+
+    def _reweigh(self, slot: _Slot, code: int) -> None:
         if code != slot.code:
             for tally in slot.tallies:
                 tally.counts[slot.code] -= 1
                 tally.counts[code] += 1
             slot.code = code
-        self.fanout.transition(slot.spec, before, after)
-        message = after.last.message if after.last is not None else ""
-        self._emit("check", after.name, after.status.value, before.status.value, message)
+
+    def _weight(self, slot: _Slot, status: Status) -> int:
+        """How a check with `status` would weigh now (a caller's late result): excuses apply."""
+        held = self._excuses.get(slot.spec.name)
+        return held[0] if held is not None and status.failing else weigh(slot.spec.critical, status)
 
     def _changed(self) -> None:
         self.generation += 1

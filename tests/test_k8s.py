@@ -145,6 +145,19 @@ def test_the_commented_grpc_probes_are_valid_and_reach_grpc_listen() -> None:
         assert f"grpc: {{port: {port}, service: {grpc['service']}}}" in readme
 
 
+def test_the_fleet_block_names_etcd_and_takes_the_pod_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DESIGN §14: the ConfigMap's fleet has an etcd endpoint; the instance is the pod's name."""
+    monkeypatch.setenv("POD_NAME", "example-app-5d8c7-x2x9q")
+    fleet = healthd_settings().fleet
+    assert fleet is not None
+    assert fleet.endpoints == ["http://etcd.example-app.svc.cluster.local:2379"]
+    assert fleet.instance == "example-app-5d8c7-x2x9q"
+    env = {e["name"]: e for e in containers()["healthd"]["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
 def test_service_selects_the_pods_and_named_ports() -> None:
     """The Service's selector matches the pod labels and its target ports exist."""
     service, deployment = one("Service"), one("Deployment")

@@ -83,7 +83,7 @@ def test_paths_and_operations() -> None:
         "/livez": "get", "/readyz": "get", "/startupz": "get", "/livez/{check}": "get",
         "/readyz/{check}": "get", "/health": "get", "/metrics": "get",
         "/admin/drain": "post", "/admin/ready": "post", "/admin/reload": "post",
-        "/admin/state": "get", "/heartbeat/{check}": "post",
+        "/admin/state": "get", "/heartbeat/{check}": "post", "/admin/fleet": "get",
     }  # fmt: skip
     assert {p: next(iter(ops)) for p, ops in doc["paths"].items()} == want
     params = {p["$ref"].rsplit("/", 1)[1] for p in doc["paths"]["/readyz"]["get"]["parameters"]}

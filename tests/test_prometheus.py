@@ -19,7 +19,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from healthd.config import parse_settings
 from healthd.deadline import Deadline
+from healthd.fleet.agent import create_fleet
 from healthd.model import Outcome
 from healthd.observers import setup
 from healthd.testing import FakeCheck
@@ -54,6 +56,8 @@ async def exercised_registry() -> CollectorRegistry:
     assert telemetry.metrics is not None
     telemetry.metrics.probe("readyz", 200, 0.002, 2.0)
     telemetry.metrics.reload(True)
+    fleet = parse_settings("fleet: {etcd: [http://127.0.0.1:9], service: s}\n").fleet
+    create_fleet(fleet, engine.store, telemetry.metrics)  # its gauges (never started here)
     return registry
 
 

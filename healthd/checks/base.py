@@ -139,6 +139,7 @@ class SpecBase(Model):
     name: str = Field(pattern=NAME_PATTERN, max_length=63)
     kind: str
     critical: bool = True
+    shared: bool = False  # a dependency every instance shares: the fleet's panic rule (§14)
     interval: Duration = 10.0
     timeout: Duration = 1.0
     failure_threshold: int = Field(default=1, ge=1, le=100)

@@ -5,8 +5,11 @@ Every request needs `Authorization: Bearer <server.token>` (compared in constant
 and a token cleared by a reload answers 401 to everything. Bad input is a 4xx with a
 one-line message, never a 500.
 
-    POST /admin/drain            readiness fails from now on (liveness unaffected)
+    POST /admin/drain            readiness fails from now on (liveness unaffected); with a
+                                 fleet, takes a drain slot first: 409 naming the holders when
+                                 none is free, unless ?force=1
     POST /admin/ready            leave draining (refused with 409 while shutting down)
+    GET  /admin/fleet            the fleet view (404 without `fleet:`)
     POST /admin/reload           load + validate the config file; 422 with the errors if invalid
     GET  /admin/state            every check in full, groups, in-flight checks with their age
     POST /heartbeat/{check}      {"status": "pass|warn|fail", "message": "..."} (heartbeat kind)
@@ -26,6 +29,7 @@ from aiohttp.typedefs import Middleware
 import healthd
 from healthd.deadline import Deadline
 from healthd.engine import Engine
+from healthd.fleet.agent import Fleet
 from healthd.groups import HEALTH
 from healthd.model import Beat
 from healthd.web import base, render
@@ -58,6 +62,8 @@ class Control(Protocol):
 
 ENGINE = web.AppKey("engine", Engine)
 CONTROL = web.AppKey("control", Control)
+FLEET = web.AppKey("fleet", Fleet)
+YES = ("", "1", "true", "yes")
 
 
 def state_view(engine: Engine) -> dict[str, Any]:
@@ -100,11 +106,21 @@ async def require_token(request: web.Request, handler: base.Handler) -> web.Stre
 
 
 async def drain(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
+    engine, fleet = request.app[ENGINE], request.app.get(FLEET)
+    body: dict[str, Any] = {"draining": True}
+    if fleet is not None and not engine.draining:
+        taken = await fleet.take_slot(force=request.query.get("force", "0").lower() in YES)
+        if not taken.ok:
+            held = ", ".join(taken.holders) or "nobody: max_draining is 0"
+            message = f"fleet: no drain slot free (held by {held}); ?force=1 drains anyway"
+            return web.json_response(
+                {"error": message, "holders": taken.holders}, status=409, headers=base.NO_STORE
+            )
+        body |= {"slot": taken.slot} | ({"note": taken.note} if taken.note else {})
     if not engine.draining:
         log.info("admin: drain requested (readiness now fails)")
     engine.set_draining(True)
-    return web.json_response({"draining": True})
+    return web.json_response(body)
 
 
 async def ready(request: web.Request) -> web.Response:
@@ -113,6 +129,9 @@ async def ready(request: web.Request) -> web.Response:
         return base.error(409, "shutting down: draining cannot be left")
     if engine.draining:
         log.info("admin: ready requested (leaving draining)")
+    fleet = request.app.get(FLEET)
+    if fleet is not None:
+        await fleet.give_slot()
     engine.set_draining(False)
     return web.json_response({"draining": False})
 
@@ -127,6 +146,13 @@ async def reload(request: web.Request) -> web.Response:
         body["error"] = result.errors[0] if result.errors else "reload failed"
         return web.json_response(body, status=422)
     return web.json_response(body)
+
+
+async def fleet_view(request: web.Request) -> web.Response:
+    fleet = request.app.get(FLEET)
+    if fleet is None:
+        return base.error(404, "no fleet: the config has no `fleet:` section")
+    return web.json_response(fleet.state())
 
 
 async def state(request: web.Request) -> web.Response:
@@ -179,7 +205,10 @@ async def heartbeat(request: web.Request) -> web.Response:
 
 
 def make_admin_app(
-    engine: Engine, control: Control, middlewares: Sequence[Middleware] = ()
+    engine: Engine,
+    control: Control,
+    middlewares: Sequence[Middleware] = (),
+    fleet: Fleet | None = None,
 ) -> web.Application:
     """The admin application; `middlewares` run inside the token check (the daemon's tracker)."""
     app = web.Application(
@@ -187,12 +216,15 @@ def make_admin_app(
     )
     app[ENGINE] = engine
     app[CONTROL] = control
+    if fleet is not None:
+        app[FLEET] = fleet
     app.add_routes(
         [
             web.post("/admin/drain", drain),
             web.post("/admin/ready", ready),
             web.post("/admin/reload", reload),
             web.get("/admin/state", state),
+            web.get("/admin/fleet", fleet_view),
             web.post("/heartbeat/{check}", heartbeat),
         ]
     )

@@ -91,6 +91,8 @@ def _head(snapshot: Snapshot, details: bool) -> dict[str, Any]:
     )
     if snapshot.excluded:
         body["excluded"] = list(snapshot.excluded)
+    if snapshot.fleet:
+        body["fleet"] = dict(snapshot.fleet)  # check → why the fleet rule holds it (§14)
     if snapshot.group == HEALTH:
         body["groups"] = {g: s.value for g, s in snapshot.groups.items()}
     return body
@@ -193,6 +195,7 @@ def verbose_line(state: CheckState, details: bool) -> str:
 def render_verbose(snapshot: Snapshot, endpoint: str, passed: bool, details: bool) -> str:
     lines = [verbose_line(c, details) for c in snapshot.checks]
     lines += [f"[+]{name} excluded: ok" for name in snapshot.excluded]
+    lines += [f"[+]{why}" for why in snapshot.fleet.values()]
     if snapshot.draining and snapshot.group != "liveness":
         lines.append("[-]draining: this instance is shutting down")
     lines.append(f"{endpoint} check {'passed' if passed else 'failed'}")
