@@ -180,7 +180,7 @@ async def _evaluate(
 HISTORY_LIMIT = 1_000_000
 
 
-def _history(query: MultiMapping[str]) -> int | None | web.Response:
+def _history(query: MultiMapping[str]) -> int | web.Response | None:
     """`?history=N`: each check's last N results (a bare `?history`: all kept); a 400 for
     anything but a whole number from 0 to HISTORY_LIMIT."""
     if "history" not in query:

@@ -69,7 +69,11 @@ def availability(results: Sequence[CheckResult]) -> float | None:
 def age(seconds: float) -> str:
     """`12s`, `5m 3s`, `2h 5m`, `3d 4h` (status.js writes the same as the page stays open)."""
     s = max(0, int(seconds))
-    for unit, size, sub, subsize in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
+    for unit, size, sub, subsize in (
+        ("d", 86400, "h", 3600),
+        ("h", 3600, "m", 60),
+        ("m", 60, "s", 1),
+    ):
         if s >= size:
             rest = (s % size) // subsize
             return f"{s // size}{unit}" + (f" {rest}{sub}" if rest else "")
@@ -121,7 +125,8 @@ def _check(row: CheckRow, now: float, history: int) -> str:
     return f"""<article class="check s-{status}" id="check-{name}" data-name="{name}">
 <header><span class="dot"></span><h3>{name}</h3>{tags}
 <span class="status" data-role="status">{escape(status)}</span>
-<span class="avail" title="passed or warned in {runs} of the last {history} runs">{avail}</span></header>
+<span class="avail" title="passed or warned, of {runs} runs (up to {history} kept)">{avail}</span>
+</header>
 <p class="msg" data-role="message">{escape(render.message(state))}</p>
 <div class="strip" title="the last {STRIP} results, newest on the right">{_strip(row.results)}</div>
 <footer>{" · ".join(facts)}</footer>
@@ -161,7 +166,8 @@ def render_page(page: Page, css: str, js: str) -> str:
 <header class="top"><div><h1>healthd <span class="host">{host}</span></h1>
 <p class="sub">rendered {_clock(page.now)} · {page.history} results kept per check ·
 <span id="live" class="live">static page</span></p></div>
-<div class="overall st-{escape(overall)}" id="overall"><span data-role="state">{escape(overall)}</span></div></header>
+<div class="overall st-{escape(overall)}" id="overall">
+<span data-role="state">{escape(overall)}</span></div></header>
 <p class="banner" id="banner"{"" if page.draining else " hidden"}>{drain}</p>
 <section class="groups">{groups}</section>
 {checks}

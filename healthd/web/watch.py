@@ -55,7 +55,12 @@ HEADERS = {
 
 
 class Dropped(Exception):
-    """The reader cannot keep up: its stream ends with a `dropped` event."""
+    """The reader cannot keep up: its stream ends with a `dropped` event (and, when its
+    writes stalled, the connection is aborted: what it has not read is discarded)."""
+
+    def __init__(self, message: str, stalled: bool) -> None:
+        super().__init__(message)
+        self.stalled = stalled
 
 
 class Filter:
@@ -118,7 +123,9 @@ class Watch:
                 return error(400, f"?group: {group!r:.40} is not one of {', '.join(GROUPS)}")
         details = self.details(request)
         if checks and not details:
-            return error(403, "?check: check details are not shown to this caller (server.show_details)")
+            return error(
+                403, "?check: check details are not shown to this caller (server.show_details)"
+            )
         for name in checks:
             if store.spec(name) is None:
                 return error(400, f"?check: no check named {name!r:.40}")
@@ -137,7 +144,7 @@ class Watch:
         finally:
             self.watchers.leave("sse")
 
-    def _since(self, header: str | None) -> int | None | web.Response:
+    def _since(self, header: str | None) -> int | web.Response | None:
         """The Ring id to resume after (None: start with a snapshot); a 400 when unreadable."""
         if header is None or header.strip() == "":
             return None
@@ -161,13 +168,19 @@ class Watch:
             if since is None:
                 head += self._snapshot(wanted)
             await self._write(response, head)
-            streaming = since is not None  # a reset before the first event: a fresh snapshot
+            streaming = False  # a reset before the first event: the id is not held, a snapshot
             quiet_since = time.monotonic()
             pending = asyncio.ensure_future(anext(source))
             while True:
-                done, _ = await asyncio.wait({pending, closed}, timeout=self.tick, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {pending, closed}, timeout=self.tick, return_when=asyncio.FIRST_COMPLETED
+                )
                 if closed in done:
-                    await self._final(response, "draining", "healthd is shutting down: reconnect to another instance")
+                    await self._final(
+                        response,
+                        "draining",
+                        "healthd is shutting down: reconnect to another instance",
+                    )
                     break
                 if pending in done:
                     event = pending.result()
@@ -186,7 +199,8 @@ class Watch:
                     quiet_since = time.monotonic()
         except Dropped as exc:
             await self._final(response, "dropped", str(exc))
-            _abort(request)
+            if exc.stalled:
+                _abort(request)
         except ConnectionError:
             pass  # the reader went away mid-write
         finally:
@@ -202,7 +216,8 @@ class Watch:
             if streaming:
                 raise Dropped(
                     "this reader fell behind by more than the 1,000 events kept; "
-                    "reconnect (with Last-Event-ID) for a fresh snapshot"
+                    "reconnect (with Last-Event-ID) for a fresh snapshot",
+                    stalled=False,
                 )
             return self._snapshot(wanted, event.id)  # resumed from an id no longer held
         if not wanted.wants(event, self.engine):
@@ -233,7 +248,8 @@ class Watch:
             async with asyncio.timeout(self.stall):
                 await response.write(chunk)
         except TimeoutError:
-            raise Dropped(f"this reader took over {self.stall:g}s to take an event") from None
+            message = f"this reader took over {self.stall:g}s to take an event"
+            raise Dropped(message, stalled=True) from None
 
     async def _final(self, response: web.StreamResponse, kind: str, message: str) -> None:
         """The last event (best effort: a reader that stalled may never read it)."""
