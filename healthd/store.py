@@ -7,9 +7,10 @@ It owns every check's state, a tally per group (how many members weigh on it as 
 unknown or degraded: aggregator.weigh), the drain flag, the startup latch (how many
 critical startup members never passed), the generation number, posted heartbeats, and
 a ring of transition events, and each check's last `history` results (a bounded deque per
-check: O(1) per record) with the wall time of its last status change. Recording a result touches only that check's groups'
-tallies: O(1) in the number of checks. A result going stale (`max_age`) turns its check
-`unknown` through a heap of expiry times, applied when the store is next read or written.
+check: O(1) per record) with the wall time of its last status change. Recording a result
+touches only that check's groups' tallies: O(1) in the number of checks. A result going
+stale (`max_age`) turns its check `unknown` through a heap of expiry times, applied when
+the store is next read or written.
 
 A group's snapshot is built at most once per generation and shared by every reader.
 """

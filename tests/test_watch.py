@@ -14,7 +14,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from healthd.checks.base import SpecBase
@@ -99,36 +98,40 @@ async def test_a_port_closing_arrives_as_an_event_within_the_interval(
     engine = Engine(settings(checks, server={"show_details": "always"}), observers=[seen])
     engine.start()
     try:
-        async with served(aiohttp_server, engine) as (server, session):
-            async with Stream(session, url(server, "/watch")) as stream:
-                assert stream.status == 200
-                assert stream.response is not None
-                assert stream.response.headers["Content-Type"].startswith("text/event-stream")
-                snapshot = await stream.next()
-                assert snapshot.kind == "snapshot"
-                assert snapshot.id is not None
-                if snapshot.data["checks"]["db"]["status"] != "pass":
-                    await stream.until("check", name="db", status="pass")
-                listener.close()
-                await listener.wait_closed()
-                closed = time.monotonic()
-                event = await stream.until("check", name="db", status="fail")
-                assert event.data["previous"] == "pass"
-                assert event.data["message"] == "connection refused"
-                assert event.id is not None and event.id > snapshot.id
-                assert event.data["at"].endswith("Z")
-                # From the store recording the transition to the reader: the stream's own
-                # cost (the 50 ms the issue allows, plus slack for a loaded machine).
-                delivery = event.at - seen.at[("db", "fail")]
-                assert 0 <= delivery < 0.15, delivery
-                # From the port closing: at most one interval (+10 % jitter) plus that.
-                assert event.at - closed < interval * 1.1 + 0.1 + 0.15, event.at - closed
-                group = await stream.until("group", name="readiness", state="unhealthy")
-                assert group.data["previous"] == "healthy"
-                listener = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
-                back = await stream.until("check", name="db", status="pass", timeout=5)
-                assert back.data["previous"] == "fail"
-                assert back.id is not None and back.id > event.id
+        async with (
+            served(aiohttp_server, engine) as (server, session),
+            Stream(session, url(server, "/watch")) as stream,
+        ):
+            assert stream.status == 200
+            assert stream.response is not None
+            assert stream.response.headers["Content-Type"].startswith("text/event-stream")
+            snapshot = await stream.next()
+            assert snapshot.kind == "snapshot"
+            assert snapshot.id is not None
+            if snapshot.data["checks"]["db"]["status"] != "pass":
+                await stream.until("check", name="db", status="pass")
+            listener.close()
+            await listener.wait_closed()
+            closed = time.monotonic()
+            event = await stream.until("check", name="db", status="fail")
+            assert event.data["previous"] == "pass"
+            assert event.data["message"] == "connection refused"
+            assert event.id is not None
+            assert event.id > snapshot.id
+            assert event.data["at"].endswith("Z")
+            # From the store recording the transition to the reader: the stream's own
+            # cost (the 50 ms the issue allows, plus slack for a loaded machine).
+            delivery = event.at - seen.at[("db", "fail")]
+            assert 0 <= delivery < 0.15, delivery
+            # From the port closing: at most one interval (+10 % jitter) plus that.
+            assert event.at - closed < interval * 1.1 + 0.1 + 0.15, event.at - closed
+            group = await stream.until("group", name="readiness", state="unhealthy")
+            assert group.data["previous"] == "healthy"
+            listener = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+            back = await stream.until("check", name="db", status="pass", timeout=5)
+            assert back.data["previous"] == "fail"
+            assert back.id is not None
+            assert back.id > event.id
     finally:
         listener.close()
         await engine.stop()
@@ -183,7 +186,8 @@ async def test_resume_from_an_id_no_longer_held_starts_with_a_snapshot(
             async with Stream(session, url(server, "/watch"), {"Last-Event-ID": since}) as s:
                 fresh = await s.next()
                 assert fresh.kind == "snapshot", since
-                assert fresh.id is not None and fresh.id > old.id
+                assert fresh.id is not None
+                assert fresh.id > old.id
                 assert fresh.data["checks"]["db"]["status"] == "pass"
         for bad in ("abc", "-5", "1" * 40):
             async with session.get(url(server, "/watch"), headers={"Last-Event-ID": bad}) as r:
@@ -213,7 +217,7 @@ async def test_filters_pick_groups_and_checks(aiohttp_server: MakeServer) -> Non
             flip(engine, "batch", Outcome.FAIL)
             flip(engine, "cache", Outcome.FAIL)
             flip(engine, "db", Outcome.FAIL)
-            got = {}
+            got: dict[str, list[tuple[str, str]]] = {}
             for key, s in streams.items():
                 got[key] = []
                 with contextlib.suppress(TimeoutError):
@@ -251,18 +255,23 @@ async def test_details_only_with_the_token(aiohttp_server: MakeServer) -> None:
                     while True:
                         raw += await anonymous.content.readany()
         text = raw.decode()
-        assert "event: snapshot" in text and "event: group" in text
+        assert "event: snapshot" in text
+        assert "event: group" in text
         assert '"readiness"' in text
         assert "event: check" not in text
-        assert "db" not in text and "secret-ish" not in text and "checks" not in text
+        assert "db" not in text
+        assert "secret-ish" not in text
+        assert "checks" not in text
         async with session.get(url(server, "/watch?check=db")) as r:
             assert r.status == 403
         async with session.get(url(server, "/watch?check=db"), headers=BEARER) as r:
             assert r.status == 200
     never = quiet_engine(server={"token": TOKEN, "show_details": "never"})
-    async with served(aiohttp_server, never) as (server, session):
-        async with Stream(session, url(server, "/watch"), BEARER) as stream:
-            assert "checks" not in (await stream.next()).data
+    async with (
+        served(aiohttp_server, never) as (server, session),
+        Stream(session, url(server, "/watch"), BEARER) as stream,
+    ):
+        assert "checks" not in (await stream.next()).data
 
 
 async def test_a_comment_keeps_an_idle_stream_open(aiohttp_server: MakeServer) -> None:
@@ -274,7 +283,8 @@ async def test_a_comment_keeps_an_idle_stream_open(aiohttp_server: MakeServer) -
             assert (await stream.next()).kind == "snapshot"
             started = time.monotonic()
             comment = await stream.next(timeout=3, comments=True)
-            assert comment.kind == "comment" and comment.data == "keep-alive"
+            assert comment.kind == "comment"
+            assert comment.data == "keep-alive"
             assert 0.25 <= comment.at - started < 1.5
     assert WATCH in server.app
 
@@ -309,13 +319,15 @@ async def test_the_default_limit_is_64(aiohttp_server: MakeServer) -> None:
     """64 streams at the default limit, the 65th refused."""
     engine = quiet_engine()
     assert engine.settings.server.max_watchers == 64
-    async with served(aiohttp_server, engine) as (server, session):
-        async with contextlib.AsyncExitStack() as stack:
-            for _ in range(64):
-                s = await stack.enter_async_context(Stream(session, url(server, "/watch")))
-                assert s.status == 200
-            async with session.get(url(server, "/watch")) as r:
-                assert r.status == 503
+    async with (
+        served(aiohttp_server, engine) as (server, session),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        for _ in range(64):
+            s = await stack.enter_async_context(Stream(session, url(server, "/watch")))
+            assert s.status == 200
+        async with session.get(url(server, "/watch")) as r:
+            assert r.status == 503
 
 
 def slow_reader(port: int) -> socket.socket:
@@ -386,7 +398,7 @@ async def test_a_reader_whose_writes_stall_is_dropped(aiohttp_server: MakeServer
     is free again and its connection closed."""
     engine = quiet_engine()
     long = "y" * 30_000  # the kernel takes up to 4 MB (tcp_wmem) before a write waits
-    async with served(aiohttp_server, engine) as (server, session):
+    async with served(aiohttp_server, engine) as (server, _session):
         assert server.port is not None
         server.app[WATCH].stall, server.app[WATCH].tick = 0.5, 0.05
         watchers = server.app[WATCH].watchers
@@ -418,7 +430,8 @@ def test_frames_are_one_line_of_json(kind: str) -> None:
 
     frame = _frame(kind, {"name": "db", "message": "line one\nline two\r\n"}, 7).decode()
     assert frame.startswith(f"id: 7\nevent: {kind}\ndata: ")
-    assert frame.endswith("\n\n") and frame.count("\n") == 4
+    assert frame.endswith("\n\n")
+    assert frame.count("\n") == 4
 
 
 DRAIN_CONFIG = """
