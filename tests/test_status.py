@@ -47,6 +47,13 @@ def row(name: str, outcomes: list[Outcome], message: str = "ok") -> CheckRow:
     return CheckRow(state, results, time.time() - 300)
 
 
+def strip(html: str) -> str:
+    """The first check's strip."""
+    found = re.search(r'<div class="strip"[^>]*>(.*?)</div>', html)
+    assert found is not None
+    return found.group(1)
+
+
 class Assets(HTMLParser):
     """Every URL the document would fetch (src, href of stylesheets and icons)."""
 
@@ -88,12 +95,12 @@ def test_no_external_assets() -> None:
 def test_a_strip_of_the_last_60_results_coloured_by_outcome() -> None:
     """Oldest on the left, padded to 60 cells; each result says its outcome and duration."""
     outcomes = [Outcome.PASS] * 70 + [Outcome.WARN, Outcome.FAIL, Outcome.TIMEOUT]
-    html = page([row("db", outcomes)])
+    html = strip(page([row("db", outcomes)]))
     cells = re.findall(r'<i class="r r-(\w+)"( title="[^"]*")?>', html)
     assert len(cells) == STRIP
     assert [c[0] for c in cells[-3:]] == ["warn", "fail", "timeout"]
     assert 'title="timeout · 2.0 ms · ' in html
-    short = page([row("db", [Outcome.PASS, Outcome.FAIL])])
+    short = strip(page([row("db", [Outcome.PASS, Outcome.FAIL])]))
     cells = re.findall(r'<i class="r r-(\w+)"', short)
     assert cells == ["none"] * (STRIP - 2) + ["pass", "fail"]
 

@@ -152,7 +152,13 @@ def render_page(page: Page, css: str, js: str) -> str:
     else:
         rows = sorted(page.checks, key=_rank)
         checks = "\n".join(_check(r, page.now, page.history) for r in rows)
-        checks = f'<section class="checks">{checks}</section>'
+        legend = "".join(
+            f'<span><i class="r r-{o}"></i>{o}</span>'
+            for o in ("pass", "warn", "fail", "timeout", "skipped")
+        )
+        heading = f'<h2>Checks ({len(rows)})</h2><p class="legend">{legend}</p>'
+        heading = f'<div class="heading">{heading}</div>'
+        checks = f'{heading}<section class="checks">{checks}</section>'
     drain = "" if not page.draining else "This instance is draining: it is shutting down."
     host = escape(page.host)
     return f"""<!doctype html>
