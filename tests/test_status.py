@@ -44,7 +44,7 @@ def row(name: str, outcomes: list[Outcome], message: str = "ok") -> CheckRow:
     results = [result(name, o, message) for o in outcomes]
     status = Status(outcomes[-1].value)
     state = CheckState(name, "tcp", True, status, results[-1])
-    return CheckRow(state, results, time.time() - 300)
+    return CheckRow.of(state, results, time.time() - 300)
 
 
 def strip(html: str) -> str:
@@ -100,6 +100,7 @@ def test_a_strip_of_the_last_60_results_coloured_by_outcome() -> None:
     assert len(cells) == STRIP
     assert [c[0] for c in cells[-3:]] == ["warn", "fail", "timeout"]
     assert 'title="timeout · 2.0 ms · ' in html
+    assert re.search(r'title="pass · 2.0 ms · \d\d:\d\d:\d\dZ"', html)
     short = strip(page([row("db", [Outcome.PASS, Outcome.FAIL])]))
     cells = re.findall(r'<i class="r r-(\w+)"', short)
     assert cells == ["none"] * (STRIP - 2) + ["pass", "fail"]

@@ -25,10 +25,12 @@
     el.className = el.className.replace(new RegExp("\\b" + prefix + "\\S+", "g"), "").trim() + " " + prefix + value;
   }
   function role(el, name) { return el && el.querySelector('[data-role="' + name + '"]'); }
-  var timer = null;
-  function refresh() {
-    clearTimeout(timer);
+  var timer = null, fetched = 0;
+  function refresh() { // at most one fetch every 2 s: a big page costs the server to render
+    if (timer) return;
     timer = setTimeout(function () {
+      timer = null;
+      fetched = Date.now();
       fetch(location.href, { cache: "no-store", credentials: "same-origin" })
         .then(function (r) { return r.text(); })
         .then(function (text) {
@@ -38,7 +40,7 @@
           tick();
         })
         .catch(function () {});
-    }, 300);
+    }, Math.max(300, fetched + 2000 - Date.now()));
   }
   var state = "off";
   function setLive(s) {
