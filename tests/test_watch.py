@@ -315,6 +315,16 @@ async def test_the_limit_is_max_watchers_then_503(aiohttp_server: MakeServer) ->
             await s.__aexit__()
 
 
+async def test_head_is_headers_only(aiohttp_server: MakeServer) -> None:
+    """HEAD /watch answers the stream's headers at once and takes no slot."""
+    engine = quiet_engine()
+    async with served(aiohttp_server, engine) as (server, session):
+        async with session.head(url(server, "/watch")) as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith("text/event-stream")
+        assert server.app[WATCH].watchers.open["sse"] == 0
+
+
 async def test_the_default_limit_is_64(aiohttp_server: MakeServer) -> None:
     """64 streams at the default limit, the 65th refused."""
     engine = quiet_engine()

@@ -133,6 +133,8 @@ class Watch:
         since = self._since(request.headers.get("Last-Event-ID"))
         if isinstance(since, web.Response):
             return since
+        if request.method == "HEAD":  # the headers a stream would have, and no stream
+            return web.Response(headers={**HEADERS, **NO_STORE})
         if self.watchers.closed.is_set():
             return error(503, "shutting down: reconnect to another instance")
         if not self.watchers.enter("sse"):
