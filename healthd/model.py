@@ -104,6 +104,30 @@ class CheckResult:
 
 
 @dataclass(frozen=True, slots=True)
+class PastRun:
+    """A result as a check's history keeps it: what the strip and `?history=N` show, in a
+    third of a CheckResult's memory (the store keeps `history` of them per check)."""
+
+    outcome: Outcome
+    reason: Reason
+    message: str
+    duration: float  # seconds
+    observed_at: float  # wall clock
+
+    @classmethod
+    def of(cls, result: CheckResult, previous: PastRun | None = None) -> PastRun:
+        """`result`, sharing the previous entry's message when it is the same text."""
+        message = result.message
+        if previous is not None and previous.message == message:
+            message = previous.message
+        return cls(result.outcome, result.reason, message, result.duration, result.observed_at)
+
+    @property
+    def skipped(self) -> bool:
+        return self.reason is Reason.SKIPPED
+
+
+@dataclass(frozen=True, slots=True)
 class CheckState:
     """A check's standing: its last result folded through the thresholds.
 

@@ -30,7 +30,16 @@ from healthd.checks.base import SpecBase
 from healthd.evaluator import evaluate, initial
 from healthd.events import Event, Fanout, Kind, Observer, Ring
 from healthd.groups import GROUPS, PROBED, STARTUP, Membership, drains
-from healthd.model import Beat, CheckResult, CheckState, Outcome, Snapshot, State, Status
+from healthd.model import (
+    Beat,
+    CheckResult,
+    CheckState,
+    Outcome,
+    PastRun,
+    Snapshot,
+    State,
+    Status,
+)
 
 HISTORY = 100  # results kept per check unless settings say otherwise (`history:`)
 
@@ -52,7 +61,7 @@ class _Slot:
     tallies: tuple[_Tally, ...]
     expires: float  # monotonic time its last result goes stale; inf before one
     startup: bool  # a member of the startup latch
-    history: deque[CheckResult]  # the last `history` results, oldest first
+    history: deque[PastRun]  # the last `history` results, oldest first
     since: float = 0.0  # wall time of the last status change (0: none yet)
 
 
@@ -108,7 +117,7 @@ class Store:
             else:
                 state = initial(spec)
                 code = weigh(spec.critical, state.status)
-                ring: deque[CheckResult] = deque(maxlen=self.history_size)
+                ring: deque[PastRun] = deque(maxlen=self.history_size)
                 slot = _Slot(spec, state, state, code, (), math.inf, False, ring)
             groups = membership.groups_of[spec.name]
             slot.tallies = tuple(self._tallies[g] for g in groups if g != STARTUP)
@@ -166,7 +175,9 @@ class Store:
         before = slot.view
         after = evaluate(slot.state, result, spec.failure_threshold, spec.success_threshold)
         slot.state = slot.view = after
-        slot.history.append(result)
+        kept = slot.history
+        if kept.maxlen:
+            kept.append(PastRun.of(result, kept[-1] if kept else None))
         slot.expires = result.started_at + result.duration + spec.stale_after
         heapq.heappush(self._heap, (slot.expires, next(self._seq), spec.name))
         self.next_expiry = self._heap[0][0]
@@ -213,7 +224,7 @@ class Store:
         slot = self._slots.get(name)
         return slot.view if slot is not None else None
 
-    def history(self, name: str, last: int | None = None) -> list[CheckResult]:
+    def history(self, name: str, last: int | None = None) -> list[PastRun]:
         """The check's last `last` results (all kept when None), oldest first."""
         slot = self._slots.get(name)
         if slot is None or last == 0:

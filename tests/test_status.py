@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from healthd.engine import Engine
 from healthd.errors import ConfigError
-from healthd.model import CheckResult, CheckState, Outcome, Reason, State, Status
+from healthd.model import CheckResult, CheckState, Outcome, PastRun, Reason, State, Status
 from healthd.web.probes import make_app
 from healthd.web.status import STRIP, CheckRow, Page, availability, render_page
 from tests.helpers import settings
@@ -44,7 +44,7 @@ def row(name: str, outcomes: list[Outcome], message: str = "ok") -> CheckRow:
     results = [result(name, o, message) for o in outcomes]
     status = Status(outcomes[-1].value)
     state = CheckState(name, "tcp", True, status, results[-1])
-    return CheckRow.of(state, results, time.time() - 300)
+    return CheckRow.of(state, [PastRun.of(r) for r in results], time.time() - 300)
 
 
 def strip(html: str) -> str:
@@ -112,8 +112,9 @@ def test_availability_over_the_kept_history() -> None:
     skipped = CheckResult(
         "db", "tcp", Outcome.FAIL, Reason.SKIPPED, "skipped", 0, 0, 0, 1, attempts=0
     )
-    assert availability([*results, skipped]) == 0.75
-    assert availability([skipped]) is None
+    kept = [PastRun.of(r) for r in (*results, skipped)]
+    assert availability(kept) == 0.75
+    assert availability(kept[-1:]) is None
     assert ">75%<" in page([row("db", [Outcome.PASS, Outcome.WARN, Outcome.PASS, Outcome.FAIL])])
 
 
@@ -173,6 +174,17 @@ def test_the_store_keeps_the_last_history_results_per_check() -> None:
     engine.store.configure(engine.store.specs(), engine.settings.membership(), history=0)
     engine.store.record(spec, result("db", Outcome.PASS))
     assert engine.store.history("db") == []
+
+
+def test_a_kept_result_shares_the_message_of_the_one_before() -> None:
+    """The same message run after run is held once (a steady check costs its floats)."""
+    engine = Engine(settings([{"name": "db"}]))
+    spec = engine.store.spec("db")
+    assert spec is not None
+    for _ in range(3):
+        engine.store.record(spec, result("db", Outcome.PASS, "".join(["connected to ", "x"])))
+    first, second, third = engine.store.history("db")
+    assert first.message is second.message is third.message
 
 
 def test_since_is_the_last_status_change() -> None:

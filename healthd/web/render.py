@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from healthd.groups import HEALTH
-from healthd.model import CheckResult, CheckState, Reason, Snapshot, State, Status
+from healthd.model import CheckState, PastRun, Reason, Snapshot, State, Status
 
 
 def _stdlib_dumps(value: Any) -> bytes:
@@ -42,10 +42,10 @@ def iso(ts: float) -> str:
 
 
 _iso = iso
-History = Callable[[str], Sequence[CheckResult]]  # a check's name → its kept results
+History = Callable[[str], Sequence[PastRun]]  # a check's name → its kept results
 
 
-def history_view(results: Sequence[CheckResult]) -> list[dict[str, Any]]:
+def history_view(results: Sequence[PastRun]) -> list[dict[str, Any]]:
     """A check's kept results, oldest first, as `/health?history=N` lists them."""
     return [
         {

@@ -24,7 +24,7 @@ from aiohttp import web
 import healthd
 from healthd.engine import Engine
 from healthd.groups import GROUPS, HEALTH
-from healthd.model import CheckResult, CheckState, Outcome, State
+from healthd.model import CheckState, Outcome, PastRun, State
 from healthd.web import render
 from healthd.web.base import InFlight
 
@@ -44,13 +44,13 @@ class CheckRow:
     """One check as the page shows it."""
 
     state: CheckState
-    results: Sequence[CheckResult]  # the strip's: oldest first, at most STRIP
+    results: Sequence[PastRun]  # the strip's: oldest first, at most STRIP
     since: float | None  # wall time of its last status change
     available: float | None  # availability over the kept history (None: no runs)
     runs: int  # runs in the kept history (skipped ones aside)
 
     @classmethod
-    def of(cls, state: CheckState, kept: Sequence[CheckResult], since: float | None) -> CheckRow:
+    def of(cls, state: CheckState, kept: Sequence[PastRun], since: float | None) -> CheckRow:
         runs = sum(not r.skipped for r in kept)
         return cls(state, list(kept)[-STRIP:], since, availability(kept), runs)
 
@@ -67,7 +67,7 @@ class Page:
     history: int  # results kept per check
 
 
-def availability(results: Sequence[CheckResult]) -> float | None:
+def availability(results: Sequence[PastRun]) -> float | None:
     """The share of runs that passed or warned (skipped runs do not count either way)."""
     runs = [r for r in results if not r.skipped]
     if not runs:
@@ -89,7 +89,7 @@ def age(seconds: float) -> str:
     return f"{s}s"
 
 
-def _outcome(result: CheckResult) -> str:
+def _outcome(result: PastRun) -> str:
     return "skipped" if result.skipped else result.outcome.value
 
 
@@ -102,7 +102,7 @@ def _clock(wall: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(wall)) + "Z"
 
 
-def _strip(results: Sequence[CheckResult]) -> str:
+def _strip(results: Sequence[PastRun]) -> str:
     recent = list(results)[-STRIP:]
     cells = ['<i class="r r-none"></i>'] * (STRIP - len(recent))
     for r in recent:
