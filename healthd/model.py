@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from healthd.flapping import Flapping
@@ -103,10 +103,11 @@ class CheckResult:
         return self.reason is Reason.SKIPPED
 
 
-@dataclass(frozen=True, slots=True)
-class PastRun:
+class PastRun(NamedTuple):
     """A result as a check's history keeps it: what the strip and `?history=N` show, in a
-    third of a CheckResult's memory (the store keeps `history` of them per check)."""
+    third of a CheckResult's memory (the store keeps `history` of them per check). A named
+    tuple, not a frozen dataclass: it is made on every recorded run, and a tuple is built
+    in a fifth of the time."""
 
     outcome: Outcome
     reason: Reason
