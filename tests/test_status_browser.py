@@ -41,7 +41,8 @@ async def statuses(page: Page) -> dict[str, str]:
 
 async def test_the_page_shows_every_check_with_its_status(aiohttp_server: MakeServer) -> None:
     """After the page's scripts ran (the live stream is connected), every check is on it
-    with the status /health gives, each with a 60-result strip, and the groups' states."""
+    with the status /health gives, each with a 60-result strip, and the groups' states;
+    with scripts disabled the server-rendered page says the same."""
     port, refused = free_port(), free_port()
     listener = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
     engine = engine_for(port, refused)
@@ -68,6 +69,25 @@ async def test_the_page_shows_every_check_with_its_status(aiohttp_server: MakeSe
             )
             assert groups["group-readiness"] == "unhealthy"
             assert groups["group-liveness"] == "healthy"
+            # the inline style ran under the page's CSP (allowed by its hash)
+            radius = "getComputedStyle(document.querySelector('article.check')).borderRadius"
+            assert await page.evaluate(radius) == "12px"
+            # any other inline script is refused by it (defence behind the escaping)
+            inject = (
+                "(() => { const s = document.createElement('script');"
+                " s.textContent = 'window.injected = 1'; document.body.append(s);"
+                " return window.injected === undefined; })()"
+            )
+            assert await page.evaluate(inject) is True
+            # and without JavaScript the same statuses are there, rendered by the server
+            quiet = await browser.open("about:blank")
+            await quiet.call("Emulation.setScriptExecutionDisabled", value=True)
+            await quiet.call("Page.navigate", url=str(server.make_url("/status")))
+            await quiet.wait_for("document.querySelectorAll('article.check').length === 4")
+            assert await statuses(quiet) == seen
+            assert await quiet.evaluate("document.getElementById('live').textContent") == (
+                "static page"
+            )
     finally:
         listener.close()
         await engine.stop()
