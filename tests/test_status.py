@@ -241,3 +241,33 @@ async def test_health_history_query(aiohttp_client: MakeClient) -> None:
         assert "?history" in (await r.json())["error"]
     anonymous = await client.get("/health?history=2")
     assert list(await anonymous.json()) == ["status"]
+
+
+async def test_a_big_page_is_rendered_off_the_event_loop(
+    aiohttp_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above 50 checks the page is rendered in its own thread (the loop keeps answering
+    probes meanwhile); every check is still on it."""
+    import threading
+
+    from healthd.web import status
+
+    threads: list[str] = []
+    original = status.render_page
+
+    def spy(page: Page, css: str, js: str) -> str:
+        threads.append(threading.current_thread().name)
+        return original(page, css, js)
+
+    monkeypatch.setattr(status, "render_page", spy)
+    names = [f"c{i}" for i in range(60)]
+    checks = [{"name": n, "interval": "1h", "timeout": "1s"} for n in names]
+    engine = Engine(settings(checks, server={"show_details": "always"}))
+    client = await aiohttp_client(make_app(engine))
+    text = await (await client.get("/status")).text()
+    assert all(f'id="check-{n}"' in text for n in names)
+    assert threads[-1].startswith("healthd-status")
+    small = Engine(settings([{"name": "db"}], server={"show_details": "always"}))
+    client = await aiohttp_client(make_app(small))
+    await client.get("/status")
+    assert threads[-1] == threading.main_thread().name

@@ -17,6 +17,7 @@ import hashlib
 import socket
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -220,6 +221,9 @@ class Status:
             "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'"
         )
         self.host = socket.gethostname()
+        # Its own thread (not the default executor, which getaddrinfo shares): big pages are
+        # rendered one at a time, so page loads cannot take more than one core between them.
+        self._renderer: ThreadPoolExecutor | None = None
 
     def page(self, details: bool) -> Page:
         store = self.engine.store
@@ -242,7 +246,10 @@ class Status:
         page = self.page(self.details(request))  # a copy of what it shows, taken on the loop
         if page.checks is not None and len(page.checks) > THREAD_ABOVE:
             # ~0.3 ms a check: in a thread the loop keeps answering probes (GIL slices)
-            html = await asyncio.to_thread(render_page, page, self.css, self.js)
+            if self._renderer is None:
+                self._renderer = ThreadPoolExecutor(1, thread_name_prefix="healthd-status")
+            loop = asyncio.get_running_loop()
+            html = await loop.run_in_executor(self._renderer, render_page, page, self.css, self.js)
         else:
             html = render_page(page, self.css, self.js)
         response = web.Response(text=html, content_type="text/html")
