@@ -49,6 +49,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/soak.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/status.py
 
 ## schema: regenerate config/healthd.schema.json from the models
 schema: $(VENV)/.installed-run

@@ -141,6 +141,10 @@ class Settings(Model):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     fleet: FleetSettings | None = None  # None: no fleet, nothing changes (DESIGN §14)
+    # Results kept per check (the store's history: /health?history=N, the /status strip).
+    # Top-level, not per check: it sizes the store's memory (checks x history), and a
+    # per-check key would be part of the check's spec, so changing it would reset its state.
+    history: int = Field(default=100, ge=0, le=10_000)
     checks: list[CheckSpec] = Field(default_factory=list)
 
     # The `loop` check added because the config has none (DESIGN §2), if any.

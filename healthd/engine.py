@@ -53,14 +53,16 @@ class Engine:
         self.build = build or _build  # tests inject FakeChecks here
         self.lag = lag or LagMonitor()
         self.clock = clock
-        self.store = Store(clock, wall, observers)
+        self.store = Store(clock, wall, observers, history=settings.history)
         self.context = Context(self.lag, self.store, clock)
         self.runs = Runs(self.store, tracer=tracer, clock=clock, wall=wall)
         self.scheduler = Scheduler(self.runs.start, clock, self._next_delay)
         self._configure(settings)
 
     def _configure(self, settings: Settings) -> set[str]:
-        kept = self.store.configure(settings.all_checks, settings.membership())
+        kept = self.store.configure(
+            settings.all_checks, settings.membership(), history=settings.history
+        )
         old = self.runs.checks
         self.runs.checks = {
             s.name: old[s.name] if s.name in kept else self.build(s, self.context)

@@ -74,9 +74,10 @@ class Daemon:
             lag=self.lag,
         )  # fmt: skip
         self.telemetry.bind(self.engine)
+        self.watchers = Watchers(settings.server.max_watchers)  # SSE and gRPC streams
         self.app = probes.make_app(
             self.engine, self.telemetry.routes, self.telemetry.middlewares, self.inflight,
-            metrics=self.telemetry.metrics,
+            metrics=self.telemetry.metrics, watchers=self.watchers,
         )  # fmt: skip
         self.fleet = create_fleet(settings.fleet, self.engine.store, self.telemetry.metrics)
         self.admin_app = admin.make_admin_app(
@@ -89,7 +90,6 @@ class Daemon:
                 "healthd_bad_requests", "requests refused as malformed (4xx before routing)",
                 lambda: self.bad_requests.count,
             )  # fmt: skip
-        self.watchers = Watchers(settings.server.max_watchers)  # SSE and gRPC streams
         if self.telemetry.metrics is not None:
             self.telemetry.metrics.gauge(
                 "healthd_watchers", "open streams (SSE /watch, gRPC Watch)", ["transport"],

@@ -11,6 +11,7 @@ from typing import Any
 
 import healthd
 from healthd.durations import PATTERN as DURATION
+from healthd.groups import GROUPS
 from healthd.model import Outcome, Reason, State, Status
 
 JSON = "application/json"
@@ -53,8 +54,45 @@ def schemas() -> dict[str, Any]:
             "checks": {"type": "object", "description": "a remote check's nested checks"},
             "flapping": BOOL,
             "attempts": {"type": "integer", "minimum": 0, "description": "0: skipped, not run"},
+            "history": {
+                "type": "array",
+                "items": _ref("HistoryEntry"),
+                "description": "?history=N: the check's last N results, oldest first",
+            },
         },
     )
+    history_entry = _obj(
+        {
+            "outcome": _enum(Outcome),
+            "reason": _enum(Reason),
+            "message": STR,
+            "duration_ms": NUM,
+            "observed_at": {"type": "string", "format": "date-time"},
+        },
+        additionalProperties=False,
+    )
+    at = {"type": "string", "format": "date-time"}
+    transition = {"previous": {"type": ["string", "null"]}, "message": STR, "at": at}
+    watch = {
+        "WatchSnapshot": _obj(
+            {"groups": {"type": "object", "additionalProperties": _ref("State")}, "draining": BOOL},
+            {"checks": {"type": "object", "additionalProperties": _ref("CheckView")}},
+            description="event: snapshot (first, and after a resume from an id no longer held)",
+        ),
+        "WatchGroup": _obj(
+            {"name": STR, "state": _ref("State"), **transition},
+            description="event: group (a group's state changed)",
+        ),
+        "WatchCheck": _obj(
+            {"name": STR, "status": _ref("Status"), **transition},
+            description="event: check (a check's status changed; only with details)",
+        ),
+        "WatchEnd": _obj(
+            {"message": STR, "at": at},
+            description="event: draining (the listeners are closing) or dropped (this reader "
+            "fell behind the ring, or its writes stalled): the stream ends",
+        ),
+    }
     detailed = _obj(
         {
             "status": _ref("State"),
@@ -129,6 +167,8 @@ def schemas() -> dict[str, Any]:
     )
     return {
         "Error": _obj({"error": STR}, additionalProperties=False),
+        "HistoryEntry": history_entry,
+        **watch,
         "State": _enum(State),
         "Status": _enum(Status),
         "CheckView": check,
@@ -184,6 +224,14 @@ PARAMETERS = [  # (name, in, schema, description)
     ("x-envoy-expected-rq-timeout-ms", "header", {"type": "string", "pattern": NUMBER},
      "budget in ms"),
     ("check", "path", STR, "a check's name"),
+    ("history", "query", {"type": "string", "pattern": r"^[0-9]{0,7}$"},
+     "each check's last N results in the detailed JSON (bare: all kept; up to 1000000)"),
+    ("group", "query", {"type": "array", "items": {"type": "string", "enum": list(GROUPS)}},
+     "only these groups' events and their checks' (repeatable)"),
+    ("watch-check", "query", {"type": "array", "items": STR},
+     "only these checks' events (repeatable; needs details)"),
+    ("Last-Event-ID", "header", {"type": "string", "pattern": r"^[0-9]{1,19}$"},
+     "resume after this event id (EventSource sends it when it reconnects)"),
 ]  # fmt: skip
 
 
@@ -192,8 +240,10 @@ def parameters() -> dict[str, Any]:
     for name, where, schema, why in PARAMETERS:
         out[name] = {"name": name, "in": where, "schema": schema, "description": why}
     out["check"]["required"] = True
-    out["exclude"] |= {"style": "form", "explode": True}
-    for name in ("verbose", "fresh"):  # a bare ?verbose, ?fresh means yes
+    out["watch-check"]["name"] = "check"  # /watch?check=: a query parameter, not the path's
+    for name in ("exclude", "group", "watch-check"):
+        out[name] |= {"style": "form", "explode": True}
+    for name in ("verbose", "fresh", "history"):  # a bare ?verbose, ?fresh, ?history means yes
         out[name]["allowEmptyValue"] = True
     return out
 
@@ -261,8 +311,44 @@ def _ref_r(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/responses/{name}"}
 
 
+def _views() -> dict[str, Any]:
+    """/watch (a stream: `x-healthd-stream`, so the fuzz test leaves it to tests/test_watch.py)
+    and /status (HTML for people)."""
+    error = _json(_ref("Error"))
+    frames = (
+        "id/event/data frames; data is JSON: WatchSnapshot, WatchGroup, WatchCheck, WatchEnd; "
+        "a `: keep-alive` comment every 15 s"
+    )
+    stream = {"text/event-stream": {"schema": {"type": "string", "description": frames}}}
+    watch = {
+        "summary": "transitions as Server-Sent Events: a snapshot, then group and check events",
+        "security": [{}, {"bearer": []}],  # the token decides whether check events show
+        "x-healthd-stream": True,
+        "parameters": [
+            {"$ref": f"#/components/parameters/{p}"}
+            for p in ("group", "watch-check", "Last-Event-ID")
+        ],
+        "responses": {
+            "200": _response("the stream (ends with a draining or dropped event)", stream),
+            "400": _response("an unknown group or check, or an unreadable Last-Event-ID", error),
+            "403": _response("?check without details (server.show_details)", error),
+            "405": _ref_r("NotAllowed"),
+            "503": _response("server.max_watchers streams are open, or shutting down", error),
+        },
+    }
+    page = {
+        "summary": "a status page for people (HTML, no external assets; live through /watch)",
+        "security": [{}, {"bearer": []}],  # the token decides whether checks show
+        "responses": {
+            "200": _response("the page", {"text/html": {"schema": STR}}),
+            "405": _ref_r("NotAllowed"),
+        },
+    }
+    return {"/watch": {"get": watch}, "/status": {"get": page}}
+
+
 def paths() -> dict[str, Any]:
-    query = ["verbose", "exclude", "timeout", "fresh"]
+    query = ["verbose", "exclude", "timeout", "fresh", "history"]
     headers = [
         "X-Request-Timeout-Ms",
         "grpc-timeout",
@@ -276,6 +362,7 @@ def paths() -> dict[str, Any]:
             op = _probe_op(f"one check of the {group} group", ["check", *query, *headers])
             out[f"/{path}/{{check}}"] = {"get": op}
     out["/health"] = {"get": _probe_op("every check and group", query + headers)}
+    out |= _views()
     metrics = {"text/plain": {"schema": STR}, "application/openmetrics-text": {"schema": STR}}
     out["/metrics"] = {
         "get": {

@@ -6,9 +6,11 @@
 It owns every check's state, a tally per group (how many members weigh on it as failing,
 unknown or degraded: aggregator.weigh), the drain flag, the startup latch (how many
 critical startup members never passed), the generation number, posted heartbeats, and
-a ring of transition events. Recording a result touches only that check's groups'
-tallies: O(1) in the number of checks. A result going stale (`max_age`) turns its check
-`unknown` through a heap of expiry times, applied when the store is next read or written.
+a ring of transition events, and each check's last `history` results (a bounded deque per
+check: O(1) per record) with the wall time of its last status change. Recording a result
+touches only that check's groups' tallies: O(1) in the number of checks. A result going
+stale (`max_age`) turns its check `unknown` through a heap of expiry times, applied when
+the store is next read or written.
 
 A group's snapshot is built at most once per generation and shared by every reader.
 
@@ -24,6 +26,7 @@ import heapq
 import itertools
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -32,7 +35,18 @@ from healthd.checks.base import SpecBase
 from healthd.evaluator import evaluate, initial
 from healthd.events import Event, Fanout, Kind, Observer, Ring
 from healthd.groups import GROUPS, PROBED, STARTUP, Membership, drains
-from healthd.model import Beat, CheckResult, CheckState, Outcome, Snapshot, State, Status
+from healthd.model import (
+    Beat,
+    CheckResult,
+    CheckState,
+    Outcome,
+    PastRun,
+    Snapshot,
+    State,
+    Status,
+)
+
+HISTORY = 100  # results kept per check unless settings say otherwise (`history:`)
 
 
 @dataclass(slots=True)
@@ -52,6 +66,8 @@ class _Slot:
     tallies: tuple[_Tally, ...]
     expires: float  # monotonic time its last result goes stale; inf before one
     startup: bool  # a member of the startup latch
+    history: deque[PastRun]  # the last `history` results, oldest first
+    since: float = 0.0  # wall time of the last status change (0: none yet)
 
 
 class Store:
@@ -62,8 +78,10 @@ class Store:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         observers: Sequence[Observer] = (),
+        history: int = HISTORY,
     ) -> None:
         self.clock, self.wall = clock, wall
+        self.history_size = history  # results kept per check (settings.history)
         self.fanout = Fanout(observers)
         self.generation = 0  # +1 on every change a reader could see
         self.draining = False
@@ -86,10 +104,14 @@ class Store:
 
     # --- configuration (start-up and reloads: O(N), the only walks) ---------------------------
 
-    def configure(self, specs: Iterable[SpecBase], membership: Membership) -> set[str]:
-        """Take a new set of checks; those whose spec did not change keep their state.
-        Returns the names kept."""
+    def configure(
+        self, specs: Iterable[SpecBase], membership: Membership, history: int | None = None
+    ) -> set[str]:
+        """Take a new set of checks; those whose spec did not change keep their state and
+        history (`history`: a new number of results to keep). Returns the names kept."""
         old, self._slots, kept = self._slots, {}, set()
+        if history is not None:
+            self.history_size = history
         startup = set(membership.members[STARTUP])
         for tally in self._tallies.values():
             tally.counts[:] = [0, 0, 0, 0]
@@ -97,11 +119,13 @@ class Store:
             slot = old.get(spec.name)
             if slot is not None and slot.spec == spec:
                 kept.add(spec.name)
+                if slot.history.maxlen != self.history_size:
+                    slot.history = deque(slot.history, maxlen=self.history_size)
             else:
                 state = initial(spec)
-                slot = _Slot(
-                    spec, state, state, weigh(spec.critical, state.status), (), math.inf, False
-                )
+                code = weigh(spec.critical, state.status)
+                ring: deque[PastRun] = deque(maxlen=self.history_size)
+                slot = _Slot(spec, state, state, code, (), math.inf, False, ring)
             held = self._excuses.get(spec.name) if spec.name in kept else None
             if held is None:  # a new or changed check starts over; the fleet re-decides
                 self._excuses.pop(spec.name, None)
@@ -163,6 +187,9 @@ class Store:
         before = slot.view
         after = evaluate(slot.state, result, spec.failure_threshold, spec.success_threshold)
         slot.state = slot.view = after
+        kept = slot.history
+        if kept.maxlen:
+            kept.append(PastRun.of(result, kept[-1] if kept else None))
         slot.expires = result.started_at + result.duration + spec.stale_after
         heapq.heappush(self._heap, (slot.expires, next(self._seq), spec.name))
         self.next_expiry = self._heap[0][0]
@@ -252,6 +279,21 @@ class Store:
         self._expire_due()
         slot = self._slots.get(name)
         return slot.view if slot is not None else None
+
+    def history(self, name: str, last: int | None = None) -> list[PastRun]:
+        """The check's last `last` results (all kept when None), oldest first."""
+        slot = self._slots.get(name)
+        if slot is None or last == 0:
+            return []
+        kept = slot.history
+        if last is None or last >= len(kept):
+            return list(kept)
+        return list(itertools.islice(kept, len(kept) - last, None))
+
+    def since(self, name: str) -> float | None:
+        """Wall time of the check's last status change (None: none yet, or no such check)."""
+        slot = self._slots.get(name)
+        return slot.since or None if slot is not None else None
 
     def snapshot(self, group: str) -> Snapshot:
         """The group as of now; built once per generation and shared by every reader."""
@@ -361,6 +403,7 @@ class Store:
         elif name in self._excuses and not after.status.failing:
             del self._excuses[name]
         self._reweigh(slot, code)
+        slot.since = self.wall()
         self.fanout.transition(slot.spec, before, after)
         message = after.last.message if after.last is not None else ""
         self._emit("check", after.name, after.status.value, before.status.value, message)

@@ -81,14 +81,15 @@ def test_paths_and_operations() -> None:
     doc = document()
     want = {
         "/livez": "get", "/readyz": "get", "/startupz": "get", "/livez/{check}": "get",
-        "/readyz/{check}": "get", "/health": "get", "/metrics": "get",
+        "/readyz/{check}": "get", "/health": "get", "/watch": "get", "/status": "get",
+        "/metrics": "get",
         "/admin/drain": "post", "/admin/ready": "post", "/admin/reload": "post",
         "/admin/state": "get", "/heartbeat/{check}": "post", "/admin/fleet": "get",
     }  # fmt: skip
     assert {p: next(iter(ops)) for p, ops in doc["paths"].items()} == want
     params = {p["$ref"].rsplit("/", 1)[1] for p in doc["paths"]["/readyz"]["get"]["parameters"]}
     assert params == {
-        "verbose", "exclude", "timeout", "fresh", "X-Request-Timeout-Ms", "grpc-timeout",
+        "verbose", "exclude", "timeout", "fresh", "history", "X-Request-Timeout-Ms", "grpc-timeout",
         "X-Prometheus-Scrape-Timeout-Seconds", "x-envoy-expected-rq-timeout-ms",
     }  # fmt: skip
     for path, ops in doc["paths"].items():

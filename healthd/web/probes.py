@@ -20,6 +20,7 @@ from typing import Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from multidict import MultiMapping
 
 from healthd.config import Settings
 from healthd.deadline import Budgets, Deadline
@@ -29,10 +30,12 @@ from healthd.groups import CHECK_PATHS, ENDPOINTS, GROUPS
 from healthd.model import State
 from healthd.runs import Evaluation
 from healthd.store import Store
-from healthd.web import render
+from healthd.watchers import Watchers
+from healthd.web import render, status, watch
 from healthd.web.base import MAX_BODY, Handler, InFlight, authorized, error
 
 ENGINE = web.AppKey("engine", Engine)
+WATCH = web.AppKey("watch", watch.Watch)  # tests shorten its keep-alive and stall times
 JSON = "application/json"
 CACHED_HEADERS = {"Content-Type": JSON, "Cache-Control": "no-store"}
 _UNKNOWN = -1.0  # not a budget: `Answers.known` has not seen these headers
@@ -160,18 +163,26 @@ class Probes:
             budget = answers.budgets.parse(request.query, request.headers)
         except BudgetError as exc:
             return error(400, str(exc))
+        history = _history(request.query)
+        if isinstance(history, web.Response):
+            return history
         deadline = Deadline(engine.clock() + budget - answers.margin, engine.clock)
         with self.inflight.track(request):
             evaluation = await _evaluate(request, engine, group, deadline, check)
         if isinstance(evaluation, web.Response):
             return evaluation  # a bad parameter: 400
-        response = self.respond(request, endpoint, evaluation, answers)
+        response = self.respond(request, endpoint, evaluation, answers, history)
         if self.metrics is not None:
             self.metrics.probe(endpoint, response.status, perf_counter() - started, budget)
         return response
 
     def respond(
-        self, request: web.Request, endpoint: str, evaluation: Evaluation, answers: Answers
+        self,
+        request: web.Request,
+        endpoint: str,
+        evaluation: Evaluation,
+        answers: Answers,
+        history: int | None = None,
     ) -> web.Response:
         code, status_only = answers.by_state[evaluation.state]
         details = answers.details(request)
@@ -183,6 +194,12 @@ class Probes:
             snapshot = evaluation.snapshot(self.engine.store)
             body = self.renderer.health_json(snapshot, details)
             return web.Response(body=body, status=code, content_type=render.HEALTH_JSON)
+        if details and history is not None:  # `?history=N`: per request, never cached
+            store = self.engine.store
+            view = render.snapshot_view(
+                evaluation.snapshot(store), True, lambda name: store.history(name, history)
+            )
+            return web.Response(body=render.dumps(view), status=code, content_type=JSON)
         if details:
             body = self.renderer.json(evaluation.snapshot(self.engine.store), True)
             return web.Response(body=body, status=code, content_type=JSON)
@@ -202,15 +219,33 @@ async def _evaluate(
     return await engine.runs.evaluate(group, deadline, fresh=fresh, exclude=exclude, only=check)
 
 
+HISTORY_LIMIT = 1_000_000
+
+
+def _history(query: MultiMapping[str]) -> int | web.Response | None:
+    """`?history=N`: each check's last N results (a bare `?history`: all kept); a 400 for
+    anything but a whole number from 0 to HISTORY_LIMIT."""
+    if "history" not in query:
+        return None
+    raw = query.get("history", "")
+    if raw == "":
+        return HISTORY_LIMIT
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 7 or int(raw) > HISTORY_LIMIT:
+        return error(400, f"?history: {raw!r:.40} is not a number of results (0 to 1000000)")
+    return int(raw)
+
+
 def make_app(
     engine: Engine,
     extra_routes: list[web.RouteDef] | None = None,
     middlewares: Sequence[Middleware] = (),
     inflight: InFlight | None = None,
     metrics: ProbeCounter | None = None,
+    watchers: Watchers | None = None,
 ) -> web.Application:
     """The probe application; telemetry adds `/metrics` (`extra_routes`), trace context
-    continuation (`middlewares`) and the probe counter (`metrics`)."""
+    continuation (`middlewares`) and the probe counter (`metrics`); the daemon's `watchers`
+    bound the `/watch` streams (and end them when the listeners close)."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=list(middlewares))
     inflight = inflight or InFlight()
     app[ENGINE] = engine
@@ -218,6 +253,12 @@ def make_app(
     handlers = {name: probes.handler(name) for name in ENDPOINTS}
     routes = [web.get(f"/{name}", handler) for name, handler in handlers.items()]
     routes += [web.get(f"/{name}/{{check}}", handlers[name]) for name in CHECK_PATHS]
+    # The views for people and streams: details by the probe bodies' rule (Answers.details).
+    if watchers is None:
+        watchers = Watchers(engine.settings.server.max_watchers)
+    app[WATCH] = streams = watch.Watch(engine, watchers, lambda r: probes.answers().details(r))
+    routes += watch.routes(streams)
+    routes += status.routes(engine, inflight, lambda r: probes.answers().details(r))
     for route in extra_routes or []:
         assert isinstance(route, web.RouteDef)
         routes.append(web.route(route.method, route.path, inflight.wrap(route.handler)))

@@ -9,12 +9,12 @@ JSON is written by orjson when it is installed (`healthd[speed]`), by the stdlib
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from healthd.groups import HEALTH
-from healthd.model import CheckState, Reason, Snapshot, State, Status
+from healthd.model import CheckState, PastRun, Reason, Snapshot, State, Status
 
 
 def _stdlib_dumps(value: Any) -> bytes:
@@ -36,8 +36,27 @@ _IETF = {State.HEALTHY: "pass", State.DEGRADED: "warn"}
 _IETF_CHECK = {Status.PASS: "pass", Status.WARN: "warn"}
 
 
-def _iso(ts: float) -> str:
+def iso(ts: float) -> str:
+    """A wall-clock time as JSON shows it: `2026-11-28T19:00:00.000Z`."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_iso = iso
+History = Callable[[str], Sequence[PastRun]]  # a check's name → its kept results
+
+
+def history_view(results: Sequence[PastRun]) -> list[dict[str, Any]]:
+    """A check's kept results, oldest first, as `/health?history=N` lists them."""
+    return [
+        {
+            "outcome": r.outcome.value,
+            "reason": r.reason.value,
+            "message": r.message,
+            "duration_ms": round(r.duration * 1000, 3),
+            "observed_at": iso(r.observed_at),
+        }
+        for r in results
+    ]
 
 
 def check_view(state: CheckState) -> dict[str, Any]:
@@ -71,11 +90,17 @@ def status_body(state: State) -> bytes:
     return dumps({"status": state.value})
 
 
-def snapshot_view(snapshot: Snapshot, details: bool) -> dict[str, Any]:
-    """The JSON body as a dict (the CLI prints it indented)."""
+def snapshot_view(
+    snapshot: Snapshot, details: bool, history: History | None = None
+) -> dict[str, Any]:
+    """The JSON body as a dict (the CLI prints it indented); `history` adds each check's
+    kept results (`?history=N`: built per request, never cached)."""
     body = _head(snapshot, details)
     if details:
         body["checks"] = {c.name: check_view(c) for c in snapshot.checks}
+        if history is not None:
+            for name, view in body["checks"].items():
+                view["history"] = history_view(history(name))
     return body
 
 
