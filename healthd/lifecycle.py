@@ -161,6 +161,7 @@ class Daemon:
             old = self.settings
             added, removed, changed = await self.engine.reload(new)
             self.settings = new
+            self.watchers.limit = new.server.max_watchers  # open streams beyond it stay open
             await self._apply_admin(new)
             if new.logging != old.logging:
                 from healthd.observers.log import configure

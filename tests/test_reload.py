@@ -165,6 +165,19 @@ async def test_every_reload_is_counted(tmp_path: Path) -> None:
     assert [s.name for s in daemon.settings.checks] == ["a"]
 
 
+async def test_reload_applies_max_watchers(tmp_path: Path) -> None:
+    """server.max_watchers takes effect on reload: new streams are refused beyond the new
+    limit (open ones stay open)."""
+    path = tmp_path / "healthd.yaml"
+    daemon, _ = daemon_for(path, SMALL)
+    assert daemon.watchers.limit == 64
+    assert daemon.watchers.enter("sse")
+    path.write_text(SMALL.replace("server: {", "server: {max_watchers: 1, "))
+    assert (await daemon.reload()).ok
+    assert daemon.watchers.limit == 1
+    assert not daemon.watchers.enter("grpc")
+
+
 async def test_listen_address_change_needs_a_restart(tmp_path: Path) -> None:
     """A new server.listen is not applied (logged and reported); the rest of the file is."""
     path = tmp_path / "healthd.yaml"
