@@ -21,7 +21,9 @@ from healthd.checks.base import SpecBase
 from healthd.model import CheckResult, CheckState, State
 
 log = logging.getLogger("healthd")
-RING = 1000  # events kept for readers that resume (`changes(since=...)`)
+RING = 1000  # events kept for readers that resume (`changes(since=...)`), at least
+PER_CHECK = 2  # and this many per configured check: one mass failure (every check, then
+# every group) fits, so no reader is reset by a single burst
 
 
 class Observer:
@@ -70,6 +72,17 @@ class Ring:
         self._events: deque[Event] = deque(maxlen=size)
         self.last_id = 0
         self._wakeup: asyncio.Event | None = None
+
+    @property
+    def size(self) -> int:
+        """How many events the ring keeps."""
+        return self._events.maxlen or RING
+
+    def resize(self, size: int) -> None:
+        """Keep the last `size` events from now on (never fewer than `RING`)."""
+        size = max(RING, size)
+        if size != self._events.maxlen:
+            self._events = deque(self._events, maxlen=size)
 
     def emit(
         self, kind: Kind, name: str, state: str, previous: str | None, message: str, at: float

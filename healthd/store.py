@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from healthd.aggregator import DEGRADED, FAILING, fold, weigh
 from healthd.checks.base import SpecBase
 from healthd.evaluator import evaluate, initial
-from healthd.events import Event, Fanout, Kind, Observer, Ring
+from healthd.events import PER_CHECK, Event, Fanout, Kind, Observer, Ring
 from healthd.groups import GROUPS, PROBED, STARTUP, Membership, drains
 from healthd.model import (
     Beat,
@@ -137,6 +137,7 @@ class Store:
                 tally.counts[slot.code] += 1
             self._slots[spec.name] = slot
         self._members = membership.members
+        self.ring.resize(PER_CHECK * len(self._slots))  # a burst of every check fits
         self._excuses = {n: e for n, e in self._excuses.items() if n in self._slots}
         self._on_demand = {
             g: tuple(n for n in names if self._slots[n].spec.mode == "on_demand")

@@ -229,3 +229,25 @@ async def test_changes_yield_numbered_transitions_and_reset_when_behind() -> Non
     ]
     stale = store.changes(since=-5)
     assert (await anext(stale)).kind == "reset"
+
+
+async def test_a_mass_failure_of_every_check_fits_the_ring() -> None:
+    """1,500 checks failing in one loop iteration (more than the 1,000-event minimum): a
+    reader that was waiting gets every event, no reset (the ring holds two per check)."""
+    clock = ManualClock()
+    flags = [(True, True, False)] * 1500
+    all_specs = specs(flags)
+    store = Store(clock)
+    store.configure(all_specs, membership(all_specs, flags))
+    assert store.ring.size == 3000
+    start = store.ring.last_id
+    for spec in all_specs:  # no await in between: one burst
+        store.record(spec, result(spec.name, Outcome.FAIL, clock()))
+    events = [event async for event in _take(store.changes(start), store.ring.last_id - start)]
+    assert [e.kind for e in events].count("reset") == 0
+    assert sum(e.kind == "check" for e in events) == 1500
+
+
+async def _take(stream: Any, n: int) -> Any:
+    for _ in range(n):
+        yield await anext(stream)

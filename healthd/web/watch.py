@@ -13,7 +13,8 @@ Then `group` and `check` events as they happen, `: keep-alive` every `keepalive`
 and at the end one of: `draining` (the listeners are closing: `Watchers.closed`), or
 `dropped` (this reader fell behind the ring, or its writes stalled for `stall` seconds).
 
-- `Last-Event-ID` resumes after that event while the ring (1,000 events) still holds it;
+- `Last-Event-ID` resumes after that event while the ring (1,000 events, or two per check
+  if that is more) still holds it;
   otherwise (too old, another run's id) the stream starts with a fresh `snapshot`.
 - `?group=` and `?check=` (repeatable) filter: `group` picks those groups' events and
   the events of their member checks; `check` picks those checks' events (and no group
@@ -225,7 +226,8 @@ class Watch:
         if event.kind == "reset":
             if streaming:
                 raise Dropped(
-                    "this reader fell behind by more than the 1,000 events kept; "
+                    f"this reader fell behind by more than the {self.engine.store.ring.size:,}"
+                    " events kept; "
                     "reconnect (with Last-Event-ID) for a fresh snapshot",
                     stalled=False,
                 )
