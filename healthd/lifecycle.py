@@ -25,11 +25,8 @@ import signal
 import sys
 import time
 from collections.abc import Coroutine
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
-
-from aiohttp import web
+from typing import Any, NoReturn
 
 from healthd.config import DEFAULT_CONFIG, Settings, load_settings
 from healthd.durations import human_duration
@@ -37,20 +34,13 @@ from healthd.engine import Engine
 from healthd.errors import ConfigError
 from healthd.fleet.agent import create_fleet
 from healthd.lag import LagMonitor
-from healthd.listeners import BadRequests, Listener, close_idle
 from healthd.observers import Telemetry, setup
+from healthd.serving import Servers, describe
 from healthd.watchers import Watchers
 from healthd.web import admin, base, probes
 from healthd.web.admin import ReloadResult
 
-if TYPE_CHECKING:
-    from healthd.grpchealth import GrpcHealth
-
 log = logging.getLogger("healthd")
-# After grace every handler has finished or been cancelled: aiohttp's own shutdown wait
-# only has to reap connections, so it gets a short bound (its timeouts round up above 5 s).
-REAP_TIMEOUT = 1.0
-ADMIN_KEEPALIVE = 15.0
 RESTART_ONLY_SERVER_KEYS = ("listen", "keepalive_timeout", "grpc_listen")
 
 
@@ -83,14 +73,16 @@ class Daemon:
         self.admin_app = admin.make_admin_app(
             self.engine, self, [self.inflight.middleware], self.fleet
         )
-        # Malformed requests: counted, one short line per 10 s, no traceback (listeners.py).
-        self.bad_requests = BadRequests(logging.getLogger("healthd.http"))
+        self.servers = Servers(
+            lambda: self.settings, self.engine, (self.app, self.admin_app), self.inflight,
+            self.watchers, self.telemetry.metrics,
+        )  # fmt: skip
         if self.telemetry.metrics is not None:
+            bad = self.servers.bad_requests
             self.telemetry.metrics.count(
                 "healthd_bad_requests", "requests refused as malformed (4xx before routing)",
-                lambda: self.bad_requests.count,
+                lambda: bad.count,
             )  # fmt: skip
-        if self.telemetry.metrics is not None:
             self.telemetry.metrics.gauge(
                 "healthd_watchers", "open streams (SSE /watch, gRPC Watch)", ["transport"],
                 self.watchers.gauge,
@@ -98,16 +90,11 @@ class Daemon:
         self.exit_code = 0
         self.shutting_down = False
         self._stop = asyncio.Event()
-        self._cancelled = 0
         self._signal = ""
         self._signalled_at = 0.0
         self._started = time.monotonic()
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._admin_runner: web.AppRunner | None = None
-        self._admin_site: Listener | None = None
-        self._listeners: list[Listener] = []
-        self.grpc: GrpcHealth | None = None  # server.grpc_listen (grpchealth.py)
 
     # --- signals --------------------------------------------------------------------------------
 
@@ -188,7 +175,7 @@ class Daemon:
     def _pin(self, new: Settings) -> tuple[Settings, list[str]]:
         """Keep what cannot change without a restart (the probe listener, keep-alive, tracing)."""
         old, notes = self.settings, []
-        keys = RESTART_ONLY_SERVER_KEYS + (("admin_listen",) if self._admin_site else ())
+        keys = RESTART_ONLY_SERVER_KEYS + (("admin_listen",) if self.servers.admin_on else ())
         keep = {k: getattr(old.server, k) for k in keys}
         keep = {k: v for k, v in keep.items() if getattr(new.server, k) != v}
         notes += [f"server.{k} needs a restart; keeping {v}" for k, v in keep.items()]
@@ -205,18 +192,16 @@ class Daemon:
 
     async def _apply_admin(self, new: Settings) -> None:
         """A token set by a reload starts the admin listener; a cleared one stops it."""
-        if new.server.token.get_secret_value() and self._admin_site is None:
+        if new.server.token.get_secret_value() and not self.servers.admin_on:
             problem = ""
             try:
-                await self._start_admin()
+                await self.servers.start_admin()
             except ConfigError as exc:
                 problem = str(exc)
             if problem:
                 log.error("reload: admin API not started: %s", problem)
-        elif not new.server.token.get_secret_value() and self._admin_site is not None:
-            await self._admin_site.close()
-            self._listeners.remove(self._admin_site)
-            self._admin_site = None
+        elif not new.server.token.get_secret_value() and self.servers.admin_on:
+            await self.servers.stop_admin()
             log.info("admin API off: server.token is now empty")
 
     # --- diagnostics ----------------------------------------------------------------------------
@@ -230,7 +215,7 @@ class Daemon:
             "config": str(self.config_path or DEFAULT_CONFIG),
             "requests_served": self.inflight.served,
             "requests_in_flight": [
-                {"request": _describe(request), "age_ms": round((now - since) * 1000, 1)}
+                {"request": describe(request), "age_ms": round((now - since) * 1000, 1)}
                 for request, since in self.inflight.requests.values()
             ],
         }
@@ -239,30 +224,6 @@ class Daemon:
         return admin.state_view(self.engine) | self.info() | {"tasks": len(asyncio.all_tasks())}
 
     # --- serving --------------------------------------------------------------------------------
-
-    async def _listen(self, runner: web.AppRunner, address: str, key: str) -> Listener:
-        listener = Listener(runner, address, key)
-        await listener.start()
-        self._listeners.append(listener)
-        return listener
-
-    async def _start_admin(self) -> None:
-        if self._admin_runner is None:
-            self._admin_runner = web.AppRunner(
-                self.admin_app, handle_signals=False, keepalive_timeout=ADMIN_KEEPALIVE,
-                shutdown_timeout=REAP_TIMEOUT, access_log=None, logger=self.bad_requests,
-            )  # fmt: skip
-            await self._admin_runner.setup()
-        address = self.settings.server.admin_listen
-        self._admin_site = await self._listen(self._admin_runner, address, "server.admin_listen")
-        log.info("admin API on %s", address)
-
-    async def _start_grpc(self, address: str) -> None:
-        from healthd import grpchealth  # the `grpc` extra: imported only when it is used
-
-        metrics = self.telemetry.metrics
-        self.grpc = await grpchealth.start(self.engine, self.watchers, metrics, address)
-        log.info("gRPC health on %s", self.grpc.bound)
 
     async def run_and_exit(self) -> NoReturn:
         """`serve()`, then end the process from inside the loop (`healthd run`).
@@ -281,30 +242,7 @@ class Daemon:
     async def serve(self, *, release_signals: bool = True) -> int:
         loop = asyncio.get_running_loop()
         server = self.settings.server
-        # keepalive_timeout: longer than the idle timeout of common clients (aiohttp 15 s,
-        # kubelet none), so a client, not healthd, closes an idle connection: no race.
-        runner = web.AppRunner(
-            self.app,
-            handle_signals=False,
-            keepalive_timeout=server.keepalive_timeout,
-            shutdown_timeout=REAP_TIMEOUT,
-            access_log=None,
-            logger=self.bad_requests,
-        )
-        await runner.setup()
-        assert runner.server is not None  # set up
-        probes.front(self.app, runner.server)  # the hot path, before any connection
-        try:
-            await self._listen(runner, server.listen, "server.listen")
-            if server.token.get_secret_value():
-                await self._start_admin()
-            else:
-                log.info("admin API off: server.token is empty")
-            if server.grpc_listen:
-                await self._start_grpc(server.grpc_listen)
-        except BaseException:
-            await self._cleanup([runner])
-            raise
+        await self.servers.start()
         self.lag.ensure_running()
         self.engine.start()
         if self.fleet is not None:
@@ -327,10 +265,9 @@ class Daemon:
         try:
             await self._stop.wait()
             await asyncio.sleep(self.settings.shutdown.drain_delay)
-            await self._close(runner)
+            await self.servers.close()
         finally:
-            if self.grpc is not None:  # closed by _close, unless serving failed before it
-                await self.grpc.close(0.0)
+            await self.servers.cleanup()  # what close() left, if serving failed before it
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -346,64 +283,7 @@ class Daemon:
             "healthd exited: %s after %s up, stopped %s after the signal; "
             "%d requests served, %d cancelled at the end of grace; exit %d",
             self._signal or "stop", human_duration(now - self._started),
-            human_duration(now - self._signalled_at), self.inflight.served, self._cancelled,
+            human_duration(now - self._signalled_at), self.inflight.served, self.servers.cancelled,
             self.exit_code,
         )  # fmt: skip
         return self.exit_code
-
-    async def _close(self, runner: web.AppRunner) -> None:
-        """Close listeners losing nothing queued, give requests in flight `grace`, cancel
-        (and log) the rest."""
-        grace = self.settings.shutdown.grace
-        until = time.monotonic() + grace
-        runners = [runner] + ([self._admin_runner] if self._admin_runner else [])
-        queued = 0
-        self.watchers.close()  # streams end with the listeners, never holding grace
-        grpc_closed = self.grpc.close(grace) if self.grpc is not None else None
-        for listener in self._listeners:
-            queued += await listener.close()
-        closed_at = max((x.closed_at for x in self._listeners), default=time.time())
-        self._listeners = []
-        self._admin_site = None
-        await close_idle([r.server for r in runners if r.server is not None], until)
-        log.info(
-            "listeners closed at %s; %d queued connections taken, %d requests in flight "
-            "get up to %s",
-            _iso(closed_at), queued, len(self.inflight.requests), human_duration(grace),
-        )  # fmt: skip
-        if not self.inflight.requests:
-            self.inflight.idle.set()
-        try:
-            async with asyncio.timeout(max(0.0, until - time.monotonic())):
-                await self.inflight.idle.wait()
-        except TimeoutError:
-            now = time.monotonic()
-            late = list(self.inflight.requests.items())
-            for task, (request, since) in late:
-                log.warning(
-                    "grace over: cancelling %s after %s",
-                    _describe(request), human_duration(now - since),
-                )  # fmt: skip
-                task.cancel()
-            self._cancelled = len(late)
-            if late:
-                await asyncio.wait([t for t, _ in late], timeout=REAP_TIMEOUT)
-        if grpc_closed is not None:  # its calls in flight had the same grace
-            await grpc_closed
-        await self._cleanup(runners)
-
-    async def _cleanup(self, runners: list[web.AppRunner]) -> None:
-        for r in runners:
-            await r.cleanup()
-        if self._admin_runner is not None and self._admin_runner not in runners:
-            await self._admin_runner.cleanup()
-        self._admin_runner = self._admin_site = None
-
-
-def _iso(wall: float) -> str:
-    """UTC, ISO 8601 with microseconds: `2026-12-02T03:23:51.123456Z`."""
-    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _describe(request: web.Request) -> str:
-    return f"{request.method} {request.path_qs[:200]}"
