@@ -136,6 +136,9 @@ async def test_refused_then_accepting_passes_on_the_second_attempt() -> None:
 
     try:
         result = await runner.run(spec, spec.build(), Deadline.after(1.0), sleep=open_then_sleep)
+        # The check's connect completes before the server's accept callback has run (both
+        # on this loop): let the listener count it.
+        await until(lambda: target.accepts > 0, 1.0)
     finally:
         await target.close()
     assert (result.outcome, result.attempts, target.accepts) == (Outcome.PASS, 2, 1)
