@@ -43,7 +43,9 @@ typecheck: $(VENV)/.installed-test
 ## bench: the benchmark suite; tables printed and written to bench/results/
 bench: $(VENV)/.installed-test
 	command -v wrk >/dev/null || apt-get install -y -q wrk
+	command -v valgrind >/dev/null || apt-get install -y -q valgrind
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/instructions.py
 	$(BIN)/python bench/checks.py
 	$(BIN)/python bench/shutdown.py
 	$(BIN)/python bench/soak.py
