@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,10 @@ from pathlib import Path
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import RESULTS, free_port, wait_listening
+
+from tests.servers import blackhole
 
 CONFIG = """
 server: {{listen: "127.0.0.1:{port}", show_details: always}}
@@ -48,21 +50,6 @@ async def slow_now_and_then(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def blackhole(port: int) -> list[socket.socket]:
-    """A port whose accept queue is full: a connect to it hangs (its SYNs are dropped)."""
-    hole = socket.socket()
-    hole.bind(("127.0.0.1", port))
-    hole.listen(0)
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            filler.connect(("127.0.0.1", port))
-        fillers.append(filler)
-    return [hole, *fillers]
-
-
 async def listener(port: int) -> asyncio.Server:
     return await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
 
@@ -71,14 +58,15 @@ async def main() -> None:
     chromium = shutil.which("chromium")
     if chromium is None:
         sys.exit("chromium not found (scripts/tools.sh installs it)")
-    port, web_port, db, cache, hung = (free_port() for _ in range(5))
+    port, web_port, db, cache = (free_port() for _ in range(4))
     app = web.Application()
     app.router.add_get("/healthz", slow_now_and_then)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", web_port).start()
     db_server, cache_server = await listener(db), await listener(cache)
-    held = blackhole(hung)
+    held = contextlib.ExitStack()
+    hung = held.enter_context(blackhole())  # a port whose connects hang
     folder = Path(tempfile.mkdtemp(prefix="healthd-status-"))
     config = folder / "healthd.yaml"
     config.write_text(CONFIG.format(port=port, web=web_port, db=db, cache=cache, hung=hung))
@@ -117,8 +105,7 @@ async def main() -> None:
         await asyncio.wait_for(daemon.wait(), 10)
         db_server.close()
         cache_server.close()
-        for sock in held:
-            sock.close()
+        held.close()
         await runner.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
 
