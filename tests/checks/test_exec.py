@@ -195,7 +195,20 @@ async def test_the_daemon_waits_for_a_cleanup_at_stop(tmp_path: Path) -> None:
     await engine.stop()
     assert not engine.context.held
     pids = [int(pid) for pid in pidfile.read_text().split()]
-    assert [pid for pid in pids if not dead(pid)] == []  # at once, not within a grace
+    assert all_dead(pids, within=0.5), "the plugin's group outlived engine.stop()"
+
+
+def all_dead(pids: list[int], within: float) -> bool:
+    """Every pid is dead within `within` s, polled without yielding to the loop: nothing
+    the daemon still holds can run meanwhile, so this shows the KILL went out before stop()
+    returned. (A KILLed process exits when the kernel next schedules it: on a loaded
+    machine that is a moment after kill() returns, so the poll is not a bare check.)"""
+    end = time.monotonic() + within
+    while not all(dead(pid) for pid in pids):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def dead(pid: int) -> bool:
