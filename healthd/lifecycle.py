@@ -32,7 +32,7 @@ from healthd.config import DEFAULT_CONFIG, Settings, load_settings
 from healthd.durations import human_duration
 from healthd.engine import Engine
 from healthd.errors import ConfigError
-from healthd.fleet.agent import create_fleet
+from healthd.fleet.exposed import create_fleet
 from healthd.lag import LagMonitor
 from healthd.observers import Telemetry, setup
 from healthd.serving import Servers, describe

@@ -84,6 +84,7 @@ class Store:
         self.history_size = history  # results kept per check (settings.history)
         self.fanout = Fanout(observers)
         self.generation = 0  # +1 on every change a reader could see
+        self.configured = 0  # +1 on every configure (start-up, reloads)
         self.draining = False
         self.started = False  # the startup latch: closed for good once every member passed
         self.states: dict[str, State] = dict.fromkeys(GROUPS, State.UNKNOWN)
@@ -110,6 +111,7 @@ class Store:
         """Take a new set of checks; those whose spec did not change keep their state and
         history (`history`: a new number of results to keep). Returns the names kept."""
         old, self._slots, kept = self._slots, {}, set()
+        self.configured += 1
         if history is not None:
             self.history_size = history
         startup = set(membership.members[STARTUP])

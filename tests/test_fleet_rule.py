@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from healthd.checks.tcp import TcpSpec
 from healthd.config import GroupSettings, parse_settings
 from healthd.errors import ConfigError
+from healthd.fleet.agent import Fleet
 from healthd.fleet.view import Report, Rule, View, quorum
 from healthd.groups import HEALTH, READINESS, Membership
 from healthd.model import CheckResult, Outcome, Reason, State
@@ -188,3 +190,31 @@ def test_bad_fleet_settings_are_one_line_errors(fleet: str, message: str) -> Non
         parse_settings(f"fleet: {fleet}\n", "h.yaml")
     assert str(caught.value).startswith("h.yaml:1: "), caught.value
     assert message in str(caught.value)
+
+
+def test_the_agent_walks_the_specs_once_per_configuration() -> None:
+    """Which checks are shared is found once per configure, not once per transition: at
+    1,000 checks a walk of every spec on each reaction would be O(N) per result."""
+    clock = ManualClock()
+    specs = [TcpSpec(name=f"c{i}", kind="tcp", address="127.0.0.1:9", shared=i % 10 == 0)
+             for i in range(1_000)]  # fmt: skip
+    store = Store(clock)
+    store.configure(specs, Membership.of(specs, GroupSettings(), None))
+    walks = 0
+    walk = store.specs
+
+    def counted() -> list[Any]:
+        nonlocal walks
+        walks += 1
+        return walk()
+
+    store.specs = counted  # type: ignore[method-assign]
+    settings = parse_settings("fleet: {etcd: [http://e:2379], service: o, instance: i}\n")
+    assert settings.fleet is not None
+    fleet = Fleet(settings.fleet, store)
+    for _ in range(100):
+        assert len(fleet.shared()) == 100
+    assert walks == 1
+    store.configure(specs[:10], Membership.of(specs[:10], GroupSettings(), None))
+    assert fleet.shared() == ["c0"]  # a reload is seen at once
+    assert walks == 2

@@ -21,7 +21,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from healthd.config import parse_settings
 from healthd.deadline import Deadline
-from healthd.fleet.agent import create_fleet
+from healthd.fleet.exposed import create_fleet
 from healthd.model import Outcome
 from healthd.observers import setup
 from healthd.testing import FakeCheck

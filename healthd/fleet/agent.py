@@ -28,8 +28,6 @@ from healthd.fleet.etcd import Etcd, EtcdError
 from healthd.fleet.settings import FleetSettings
 from healthd.fleet.slots import Slots, Taken
 from healthd.fleet.view import INSTANCES, Decision, Report, Rule, View
-from healthd.model import State
-from healthd.observers.metrics import Metrics
 from healthd.store import Store
 
 log = logging.getLogger("healthd.fleet")
@@ -65,6 +63,7 @@ class Fleet:
         self._task: asyncio.Task[None] | None = None
         self._logged = ""  # the last connection line logged ("" none yet)
         self._old_lease = 0
+        self._shared_at: tuple[int, list[str]] = (-1, [])  # (store.configured, names)
 
     @property
     def key(self) -> str:
@@ -136,7 +135,7 @@ class Fleet:
 
     def _up(self) -> None:
         self.connected, self.problem = True, ""
-        shared = self._shared()
+        shared = self.shared()
         settle = format_duration(self.rule.settle)
         self.store.set_lenient(
             {n: f"fleet: {n} failing here; settling {settle} before it counts" for n in shared}
@@ -201,13 +200,18 @@ class Fleet:
 
     # --- the rule and the report ------------------------------------------------------------------
 
-    def _shared(self) -> list[str]:
-        return [s.name for s in self.store.specs() if s.shared and s.critical]
+    def shared(self) -> list[str]:
+        """The critical `shared` checks: a walk of the specs once per configuration (a
+        reload), not once per transition."""
+        if self._shared_at[0] != self.store.configured:
+            names = [s.name for s in self.store.specs() if s.shared and s.critical]
+            self._shared_at = (self.store.configured, names)
+        return self._shared_at[1]
 
     def _failing(self) -> frozenset[str]:
         """This instance's shared checks failing locally (the facts it publishes)."""
         out = []
-        for name in self._shared():
+        for name in self.shared():
             state = self.store.check(name)
             if state is not None and state.status.failing:
                 out.append(name)
@@ -218,7 +222,7 @@ class Fleet:
         return Report(self.me, groups, self.store.draining, failing, self.wall())
 
     async def _react(self) -> None:
-        shared = self._shared()
+        shared = self.shared()
         if set(shared) != set(self.store.lenient):  # a reload changed which checks are shared
             self._up()
         failing, now = self._failing(), self.clock()
@@ -285,44 +289,6 @@ class Fleet:
             holders = ", ".join(taken.holders)
             log.info("fleet: no drain slot free (held by %s); draining anyway", holders)
 
-    # --- views ------------------------------------------------------------------------------------
-
-    def state(self) -> dict[str, Any]:
-        """GET /admin/fleet."""
-        return {
-            "service": self.settings.service,
-            "instance": self.me,
-            "connected": self.connected,
-            "problem": self.problem or None,
-            "endpoints": self.settings.endpoints,
-            "ttl_ms": round(self.settings.ttl * 1000),
-            "settle_ms": round(self.rule.settle * 1000),
-            "panic_threshold": f"{self.settings.panic_threshold * 100:g}%",
-            "max_draining": self.settings.max_draining,
-            "instances": {n: r.view() for n, r in sorted(self.view.reports.items())},
-            "slots": {str(n): h for n, h in sorted(self.view.slots.items())},
-            "slot": self.slot,
-            "rules": {
-                n: {"rule": d.rule, "failing": d.failing, "live": d.live, "reason": d.reason}
-                for n, d in sorted(self.decisions.items())
-            },
-        }
-
-    def instances_gauge(self) -> dict[tuple[str, ...], float]:
-        counts = dict.fromkeys((s.value for s in State), 0.0)
-        if self.connected:
-            for report in self.view.reports.values():
-                counts[report.state] = counts.get(report.state, 0.0) + 1
-        return {(state,): n for state, n in counts.items()}
-
-    def panic_gauge(self) -> dict[tuple[str, ...], float]:
-        return {
-            (n,): float(n in self.decisions and self.decisions[n].panic) for n in self._shared()
-        }
-
-    def connected_gauge(self) -> dict[tuple[str, ...], float]:
-        return {(): float(self.connected)}
-
 
 async def _first_error(*coroutines: Awaitable[None]) -> None:
     """Run them together until one ends (raising); cancel the rest; raise what it raised."""
@@ -338,26 +304,3 @@ async def _first_error(*coroutines: Awaitable[None]) -> None:
         if exc is not None:
             raise exc
     raise EtcdError("fleet: a session task ended")
-
-
-def create_fleet(
-    settings: FleetSettings | None, store: Store, metrics: Metrics | None
-) -> Fleet | None:
-    """The daemon's fleet agent (None without `fleet:`), its gauges registered."""
-    if settings is None:
-        return None
-    fleet = Fleet(settings, store)
-    if metrics is not None:
-        metrics.gauge(
-            "healthd_fleet_instances", "live instances of this service by readiness state",
-            ["state"], fleet.instances_gauge,
-        )  # fmt: skip
-        metrics.gauge(
-            "healthd_fleet_panic", "1 while the panic rule holds the shared check non-critical",
-            ["check"], fleet.panic_gauge,
-        )  # fmt: skip
-        metrics.gauge(
-            "healthd_fleet_connected", "1 while etcd answers and the fleet view is fresh",
-            [], fleet.connected_gauge,
-        )  # fmt: skip
-    return fleet

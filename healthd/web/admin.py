@@ -29,6 +29,7 @@ from aiohttp.typedefs import Middleware
 import healthd
 from healthd.deadline import Deadline
 from healthd.engine import Engine
+from healthd.fleet import exposed
 from healthd.fleet.agent import Fleet
 from healthd.groups import HEALTH
 from healthd.model import Beat
@@ -152,7 +153,7 @@ async def fleet_view(request: web.Request) -> web.Response:
     fleet = request.app.get(FLEET)
     if fleet is None:
         return base.error(404, "no fleet: the config has no `fleet:` section")
-    return web.json_response(fleet.state())
+    return web.json_response(exposed.describe(fleet))
 
 
 async def state(request: web.Request) -> web.Response:
