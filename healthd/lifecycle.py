@@ -32,7 +32,7 @@ from healthd.config import DEFAULT_CONFIG, Settings, load_settings
 from healthd.durations import human_duration
 from healthd.engine import Engine
 from healthd.errors import ConfigError
-from healthd.fleet.exposed import create_fleet
+from healthd.fleet.exposed import create_fleet, summary
 from healthd.lag import LagMonitor
 from healthd.observers import Telemetry, setup
 from healthd.serving import Servers, describe
@@ -209,7 +209,8 @@ class Daemon:
     def info(self) -> dict[str, Any]:
         """The daemon's own part of /admin/state and the SIGUSR1 dump."""
         now = time.monotonic()
-        return {
+        fleet = {"fleet": summary(self.fleet)} if self.fleet is not None else {}
+        return fleet | {
             "shutting_down": self.shutting_down,
             "uptime_s": round(now - self._started, 3),
             "config": str(self.config_path or DEFAULT_CONFIG),

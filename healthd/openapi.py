@@ -151,7 +151,18 @@ def schemas() -> dict[str, Any]:
             "config": STR,
             "requests_served": INT,
             "requests_in_flight": {"type": "array", "items": in_flight},
-        }
+        },
+        {
+            "fleet": _obj(  # only with `fleet:` configured
+                {
+                    "connected": BOOL,
+                    "problem": {"type": ["string", "null"]},
+                    "instances": INT,
+                    "slot": {"type": ["integer", "null"]},
+                    "rules": {"type": "object", "additionalProperties": STR},
+                }
+            )
+        },
     )
     names = {"type": "array", "items": STR}
     reload = _obj(

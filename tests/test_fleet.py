@@ -168,6 +168,10 @@ async def test_a_database_every_instance_sees_failing_keeps_them_all_in_rotation
         assert "[+]fleet: 5/5 instances see db failing; staying in rotation" in text
         assert await metric(session, procs[0], 'healthd_fleet_panic{check="db"}') == 1
         assert await metric(session, procs[0], 'healthd_fleet_instances{state="degraded"}') == 5
+        async with session.get(procs[0].admin_url("/admin/state"), headers=AUTH) as r:
+            fleet = (await r.json())["fleet"]
+        assert fleet == {"connected": True, "problem": None, "instances": 5, "slot": None,
+                         "rules": {"db": "panic"}}  # fmt: skip
 
 
 async def test_a_failure_only_one_instance_sees_still_takes_it_out(
@@ -337,6 +341,10 @@ async def test_without_etcd_nothing_blocks_and_no_secret_shows(
                 outputs.append(await r.text())
             fleet = await admin_fleet(session, h)
             assert fleet["connected"] is False
+            async with session.get(h.admin_url("/admin/state"), headers=AUTH) as r:
+                state = (await r.json())["fleet"]
+            assert (state["connected"], state["instances"], state["slot"]) == (False, 0, None)
+            assert state["problem"], "why it is not connected"
             assert fleet["endpoints"] == [dead.replace("root:s3cr3t-pw@", "")]
             await asyncio.sleep(1.0)  # a few reconnect attempts, each one logged at most once
         assert sum("etcd unreachable" in line for line in h.lines) == 1

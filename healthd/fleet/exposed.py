@@ -1,4 +1,5 @@
-"""What the fleet shows outside (DESIGN §14): GET /admin/fleet's body and the gauges.
+"""What the fleet shows outside (DESIGN §14): GET /admin/fleet's body, its summary in
+/admin/state and the SIGUSR1 dump, and the gauges.
 
 All of it reads the agent's in-memory view and decisions; none of it calls etcd.
 """
@@ -56,6 +57,17 @@ def describe(fleet: Fleet) -> dict[str, Any]:
             n: {"rule": d.rule, "failing": d.failing, "live": d.live, "reason": d.reason}
             for n, d in sorted(fleet.decisions.items())
         },
+    }
+
+
+def summary(fleet: Fleet) -> dict[str, Any]:
+    """The fleet's part of /admin/state and the SIGUSR1 dump: short, whatever its size."""
+    return {
+        "connected": fleet.connected,
+        "problem": fleet.problem or None,
+        "instances": len(fleet.view.reports),
+        "slot": fleet.slot,
+        "rules": {n: d.rule for n, d in sorted(fleet.decisions.items())},
     }
 
 
