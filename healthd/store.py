@@ -18,6 +18,12 @@ Fleet (DESIGN §14, healthd/fleet/): while the fleet is connected, a `shared` ch
 failure keeps the weight it had before (`lenient`: settling) until the fleet rule decides;
 an `excuse` makes a failing check weigh as non-critical (the panic rule) with a reason the
 snapshot carries. Without a fleet both maps are empty and nothing here changes.
+
+ATTENTION: over the ~300 lines we aim for, on purpose. One invariant holds it together:
+each check's `code` is counted exactly once in the tally of each of its groups, and
+`configure`, `record`, `_expire_due`, `_move`, `excuse` and `state_of` all rely on it
+(tests/test_store.py checks it against a full walk for random sequences). Split, that
+invariant would have no single home.
 """
 
 from __future__ import annotations
