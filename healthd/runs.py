@@ -11,6 +11,14 @@ ATTENTION: a run is an asyncio.Task held in `_inflight` until it has recorded it
 Callers wait on it with `asyncio.wait(..., timeout=)`, which never cancels it: a caller
 whose deadline passes stops waiting, and the run still lands for the others and the store.
 
+A caller joins the run in flight, unless that run was cut short by its starter's smaller
+budget (its deadline is before its own `timeout`) and ends more than `JOIN_SLACK` of this
+caller's budget before this caller's own deadline: then it starts a run of its own with its
+whole budget (sent onward too), so a 100 ms caller never turns a 2 s caller's answer into
+"timeout after 100ms". At most `MAX_RUNS` runs of a check are in flight; beyond, a caller
+joins the one that ends last. A cut-short run's timeout is not recorded while a longer run
+of the check is in flight (that one's result is the check's); its callers still see it.
+
 Callers that give up on the same run with the same budget share one timeout result; the
 state they answer with comes from the store's tallies plus those late results (O(late)),
 and the per-state answer bytes are shared by the views.
@@ -22,6 +30,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry.trace import StatusCode, Tracer
 
@@ -32,13 +41,22 @@ from healthd.durations import human_duration
 from healthd.model import CheckResult, CheckState, Outcome, Reason, Snapshot, State, Status
 from healthd.store import Store
 
+JOIN_SLACK = 0.1  # of a joining caller's budget: how much earlier a cut-short run may end
+MAX_RUNS = 2  # runs of one check in flight at most (coalescing: never one per caller)
+
 
 @dataclass(slots=True)
 class _Run:
     spec: SpecBase
     task: asyncio.Task[CheckResult]
     started: float
+    at: float  # its deadline: min(spec.timeout from `started`, its starter's budget)
     timeouts: dict[int, CheckResult] = field(default_factory=dict)  # by budget in µs
+
+    @property
+    def cut_short(self) -> bool:
+        """Its starter's budget ended it before the check's own timeout would have."""
+        return self.at < self.started + self.spec.timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +107,7 @@ class Runs:
         self.tracer = tracer  # None: no tracing configured, so no spans at all (not even no-op)
         self.clock, self.wall = clock, wall
         self.checks: dict[str, Check] = {}
-        self._inflight: dict[str, _Run] = {}
+        self._inflight: dict[str, list[_Run]] = {}  # by check: at most MAX_RUNS each
         self._tasks: set[asyncio.Task[CheckResult]] = set()  # every run, orphans of reloads too
         self.dependents: Mapping[str, tuple[str, ...]] = {}  # parent → children (depends_on)
         self.waking = False  # a recovered parent starts its skipped children's runs
@@ -97,17 +115,27 @@ class Runs:
     def start(
         self, name: str, deadline: Deadline, background: bool = False
     ) -> asyncio.Task[CheckResult]:
-        """The run of `name` in flight, or a new one within `deadline`."""
-        run, spec = self._inflight.get(name), self.store.spec(name)
+        """The run of `name` in flight that serves `deadline`, or a new one within it."""
+        spec = self.store.spec(name)
         assert spec is not None, name
-        if run is None or run.spec is not spec:  # none, or one of a spec reloaded away
-            task = asyncio.get_running_loop().create_task(
-                self._execute(spec, self.checks[name], deadline, background), name=f"run:{name}"
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            run = self._inflight[name] = _Run(spec, task, self.clock())
-        return run.task
+        now = self.clock()
+        at = now + spec.timeout if background else min(deadline.at, now + spec.timeout)
+        runs = [r for r in self._inflight.get(name, ()) if r.spec is spec]  # not reloaded away
+        if runs:
+            last = max(runs, key=lambda r: r.at)
+            if (
+                not last.cut_short
+                or last.at >= at - JOIN_SLACK * (at - now)
+                or len(runs) >= MAX_RUNS
+            ):
+                return last.task
+        task = asyncio.get_running_loop().create_task(
+            self._execute(spec, self.checks[name], deadline, background), name=f"run:{name}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._inflight.setdefault(name, []).append(_Run(spec, task, now, at))
+        return task
 
     async def join(self, name: str, deadline: Deadline) -> CheckResult:
         """`name`'s result within `deadline`: the shared run's, or a timeout for this caller."""
@@ -118,7 +146,7 @@ class Runs:
     def inflight(self) -> dict[str, float]:
         """Checks running now, with the age of each run in seconds."""
         now = self.clock()
-        return {n: now - r.started for n, r in self._inflight.items()}
+        return {n: now - min(r.started for r in runs) for n, runs in self._inflight.items()}
 
     async def stop(self) -> None:
         """Cancel the runs in flight and wait for them."""
@@ -189,8 +217,8 @@ class Runs:
     ) -> CheckResult:
         """The timeout this caller reports for a run that outlives its budget; callers with
         the same budget share one result."""
-        run = self._inflight.get(name)
-        if run is None or run.task is not task:  # finished just now
+        run = self._run(name, task)
+        if run is None:  # finished just now
             return task.result()
         limit = deadline.child(run.spec.timeout, now=run.started)
         budget = max(0.0, limit.at - run.started)
@@ -250,12 +278,29 @@ class Runs:
                 result = await runner.run(spec, check, deadline, wall=self.wall)
             else:
                 result = await self._traced(spec, check, deadline, background, self.tracer)
-            self._record(spec, result)
+            if not self._superseded(spec.name, result):
+                self._record(spec, result)
             return result
         finally:
-            run = self._inflight.get(spec.name)
-            if run is not None and run.task is asyncio.current_task():
-                del self._inflight[spec.name]
+            runs = self._inflight.get(spec.name, [])
+            runs[:] = [r for r in runs if r.task is not asyncio.current_task()]
+            if not runs:
+                self._inflight.pop(spec.name, None)
+
+    def _run(self, name: str, task: asyncio.Task[Any] | None) -> _Run | None:
+        return next((r for r in self._inflight.get(name, ()) if r.task is task), None)
+
+    def _superseded(self, name: str, result: CheckResult) -> bool:
+        """A cut-short run's timeout while a longer run of the check is in flight: that
+        run's result is the check's, so this one is not recorded (its callers see it)."""
+        if result.outcome is not Outcome.TIMEOUT:
+            return False
+        run = self._run(name, asyncio.current_task())
+        return (
+            run is not None
+            and run.cut_short
+            and any(r.at > run.at and r.spec is run.spec for r in self._inflight[name])
+        )
 
     async def _traced(
         self, spec: SpecBase, check: Check, deadline: Deadline, background: bool, tracer: Tracer

@@ -221,3 +221,57 @@ async def test_callers_giving_up_on_a_run_share_one_timeout_result() -> None:
     assert evaluations[0].late["hung"].message == "timeout after 200ms"
     assert {e.state for e in evaluations} == {State.UNHEALTHY}
     await engine.stop()
+
+
+async def test_a_shorter_callers_run_does_not_cut_a_longer_callers_answer() -> None:
+    """A 100 ms caller starts a run of a check that takes 200 ms; a 2 s caller arriving
+    just after gets a run of its own (its whole budget) and the pass, not "timeout after
+    100ms"; the store keeps the pass, never the cut-short run's timeout."""
+    fake = FakeCheck(delay=0.2)
+    seen = Outcomes()
+    s = settings([{"name": "db", "mode": "on_demand", "timeout": "1s", "interval": "10s"}])
+    engine = engine_with({"db": fake}, s, observers=[seen])
+    short = asyncio.create_task(engine.evaluate("readiness", Deadline.after(0.1)))
+    await asyncio.sleep(0.01)
+    started = time.monotonic()
+    long = await engine.evaluate("readiness", Deadline.after(2.0))
+    took = time.monotonic() - started
+    assert (await short).checks[0].status is Status.TIMEOUT  # at its own deadline
+    assert long.checks[0].status is Status.PASS, long.checks[0].last
+    assert 0.18 <= took < 0.6, took  # the 200 ms run, not the 100 ms cut
+    assert fake.calls == 2
+    assert fake.deadlines[1] == pytest.approx(1.0, abs=0.05)  # the check's own timeout
+    assert seen == [Outcome.PASS]  # the cut-short timeout was not recorded
+    await engine.stop()
+
+
+async def test_callers_with_one_budget_arriving_apart_share_at_most_two_runs() -> None:
+    """300 callers with a 300 ms budget on a hung check, in waves at 0, 15 and 60 ms: the
+    second wave is within JOIN_SLACK (10 %: 30 ms) of the first and joins its run, the
+    third starts one more. Every caller answers by its own deadline, and none more than
+    30 ms before it."""
+    fake = FakeCheck(delay=5.0)
+    s = settings([{"name": "hung", "mode": "on_demand", "timeout": "5s", "interval": "10s"}])
+    engine = engine_with({"hung": fake}, s)
+
+    async def caller() -> tuple[float, float]:
+        deadline = Deadline.after(0.3)
+        await engine.runs.evaluate("readiness", deadline)
+        return time.monotonic(), deadline.at
+
+    waves = []
+    for pause in (0.0, 0.015, 0.045):
+        await asyncio.sleep(pause)
+        waves.append([asyncio.create_task(caller()) for _ in range(100)])
+    answers = [await task for wave in waves for task in wave]
+    assert fake.calls == 2
+    for answered, at in answers:
+        assert at - 0.03 - 0.005 <= answered <= at + 0.05, answered - at
+    await engine.stop()
+
+
+class Outcomes(Observer, list[Outcome]):
+    """The outcome of every result the store records."""
+
+    def on_result(self, spec: SpecBase, result: CheckResult, state: CheckState) -> None:
+        self.append(result.outcome)
