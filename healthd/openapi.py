@@ -122,6 +122,7 @@ def schemas() -> dict[str, Any]:
         {"status": ietf},
         {
             "description": STR,
+            "notes": {"type": "array", "items": STR},
             "checks": {"type": "object", "additionalProperties": {"type": "array", "items": entry}},
         },
     )

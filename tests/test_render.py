@@ -38,3 +38,15 @@ def test_checks_part_is_rendered_once_per_snapshot() -> None:
     assert json.loads(first)["checks"] == json.loads(second)["checks"]
     other = renderer.json(snapshot("another message"), True)
     assert json.loads(other)["checks"]["db"]["message"] == "another message"
+
+
+def test_the_fleet_reason_is_in_every_detailed_format() -> None:
+    """A check the panic rule holds: JSON has `fleet`, health+json a note, verbose a line."""
+    why = "fleet: 4/5 instances see db failing; staying in rotation"
+    held = Snapshot(**{**{f: getattr(snapshot(), f) for f in Snapshot.__slots__},
+                       "state": State.DEGRADED, "fleet": {"db": why}})  # fmt: skip
+    assert json.loads(render.render_json(held, True))["fleet"] == {"db": why}
+    assert json.loads(render.render_health_json(held, True))["notes"] == [why]
+    assert "notes" not in json.loads(render.render_health_json(held, False))
+    assert "notes" not in json.loads(render.render_health_json(snapshot(), True))
+    assert f"[+]{why}" in render.render_verbose(held, "readyz", True, True)

@@ -175,6 +175,8 @@ def _ietf_head(snapshot: Snapshot, details: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"status": _IETF.get(snapshot.state, "fail")}
     if details:
         body["description"] = f"healthd {snapshot.group}: {snapshot.state.value}"
+        if snapshot.fleet:
+            body["notes"] = list(snapshot.fleet.values())  # why the fleet rule holds a check
     return body
 
 
