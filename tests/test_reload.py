@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from healthd.config import parse_settings
 from healthd.lifecycle import Daemon
 from healthd.observers import setup
+from healthd.scheduler import FIRST_RUN_SPREAD
 from tests.conftest import free_port
 from tests.procs import Healthd
 from tests.test_lifecycle import wait_line, wait_ready
@@ -65,9 +66,10 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[Healthd, int, aiohttp.C
             h.admin_url("/heartbeat/app"), json={"status": "pass"}, headers=AUTH
         ):
             pass
-        for _ in range(150):  # every background check has its first result (jitter ≤ 1s)
-            checks = (await admin_state(session, h))["checks"]
-            if all("observed_at" in c for c in checks.values()):
+        for _ in range(150):  # every background check has had its first run (jitter ≤ 1s):
+            state = await admin_state(session, h)  # the heartbeat has a result from the post
+            ran = state["uptime_s"] > FIRST_RUN_SPREAD + 0.1 and not state["inflight_checks"]
+            if ran and all("observed_at" in c for c in state["checks"].values()):
                 break
             await asyncio.sleep(0.02)
         yield h, refused, session
