@@ -90,7 +90,6 @@ class Store:
         self.history_size = history  # results kept per check (settings.history)
         self.fanout = Fanout(observers)
         self.generation = 0  # +1 on every change a reader could see
-        self.configured = 0  # +1 on every configure (start-up, reloads)
         self.draining = False
         self.started = False  # the startup latch: closed for good once every member passed
         self.states: dict[str, State] = dict.fromkeys(GROUPS, State.UNKNOWN)
@@ -100,6 +99,7 @@ class Store:
         self._slots: dict[str, _Slot] = {}
         self._members: Mapping[str, tuple[str, ...]] = {g: () for g in GROUPS}
         self._on_demand: dict[str, tuple[str, ...]] = {g: () for g in GROUPS}
+        self._shared: tuple[str, ...] = ()  # critical `shared` checks (the fleet's facts)
         self._unstarted = 0
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
@@ -117,7 +117,6 @@ class Store:
         """Take a new set of checks; those whose spec did not change keep their state and
         history (`history`: a new number of results to keep). Returns the names kept."""
         old, self._slots, kept = self._slots, {}, set()
-        self.configured += 1
         if history is not None:
             self.history_size = history
         startup = set(membership.members[STARTUP])
@@ -151,6 +150,7 @@ class Store:
             g: tuple(n for n in names if self._slots[n].spec.mode == "on_demand")
             for g, names in self._members.items()
         }
+        self._shared = tuple(n for n, s in self._slots.items() if s.spec.shared and s.spec.critical)
         self._beats = {n: b for n, b in self._beats.items() if n in self._slots}
         if not self.started:
             self._unstarted = sum(not self._slots[n].state.ever_passed for n in startup)
@@ -172,6 +172,10 @@ class Store:
     def on_demand(self, group: str) -> tuple[str, ...]:
         """The group's `on_demand` members: a probe of it runs them (so it has no cached answer)."""
         return self._on_demand.get(group, ())
+
+    def shared(self) -> tuple[str, ...]:
+        """The critical `shared` checks (DESIGN §14): found once per configure."""
+        return self._shared
 
     def groups_of(self, name: str) -> list[str]:
         """The probed groups `name` is in (O(1) in the number of checks)."""

@@ -63,7 +63,6 @@ class Fleet:
         self._task: asyncio.Task[None] | None = None
         self._logged = ""  # the last connection line logged ("" none yet)
         self._old_lease = 0
-        self._shared_at: tuple[int, list[str]] = (-1, [])  # (store.configured, names)
 
     @property
     def key(self) -> str:
@@ -200,13 +199,10 @@ class Fleet:
 
     # --- the rule and the report ------------------------------------------------------------------
 
-    def shared(self) -> list[str]:
-        """The critical `shared` checks: a walk of the specs once per configuration (a
-        reload), not once per transition."""
-        if self._shared_at[0] != self.store.configured:
-            names = [s.name for s in self.store.specs() if s.shared and s.critical]
-            self._shared_at = (self.store.configured, names)
-        return self._shared_at[1]
+    def shared(self) -> tuple[str, ...]:
+        """The critical `shared` checks: the store finds them once per configure (a walk of
+        every spec on each transition would be O(N) per result)."""
+        return self.store.shared()
 
     def _failing(self) -> frozenset[str]:
         """This instance's shared checks failing locally (the facts it publishes)."""
