@@ -67,8 +67,8 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
 def cmd_check(args: argparse.Namespace) -> int:
     from healthd.deadline import Deadline
     from healthd.durations import parse_duration
-    from healthd.engine import Engine
     from healthd.groups import ENDPOINTS, GROUPS, STARTUP
+    from healthd.health import Health
     from healthd.web import render
 
     settings = _settings(args.config)
@@ -81,14 +81,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError(f"--timeout: {exc}") from None
 
     async def once() -> int:
-        engine = Engine(settings)
-        deadline = Deadline.after(budget - settings.deadline.margin)
+        health = Health(settings=settings)
+        deadline = Deadline.within(budget, settings.deadline.margin)
         target = "readiness" if group == STARTUP else group
         try:
-            evaluation = await engine.runs.evaluate(target, deadline, fresh=True)
+            snapshot = await health.evaluate(target, deadline, fresh=True)
         finally:
-            await engine.stop()
-        snapshot = evaluation.snapshot(engine.store)
+            await health.stop()
         if args.json:
             print(json.dumps(render.snapshot_view(snapshot, details=True), indent=2))
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib.util
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -24,7 +25,8 @@ from pydantic import (
 
 from healthd import configfile, dependencies
 from healthd.checks import CheckSpec
-from healthd.checks.base import FlapOrOff, FlapSettings, Model
+from healthd.checks.base import FlapOrOff, FlapSettings, Model, SpecBase
+from healthd.checks.func import FuncSpec
 from healthd.checks.loop import LoopSpec
 from healthd.durations import Duration
 from healthd.errors import ConfigError
@@ -139,28 +141,37 @@ class Settings(Model):
 
     # The `loop` check added because the config has none (DESIGN §2), if any.
     _implicit_loop: LoopSpec | None = PrivateAttr(default=None)
+    # Checks built in code that no file can hold (`checks.Func`): `settings_of` passes them.
+    _in_process: list[SpecBase] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _implicit(self, info: ValidationInfo) -> Self:
         """A config without a `loop` check gets one, so liveness is never empty. It joins
         liveness and /health, not readiness: the operator did not ask for it there."""
+        self._in_process = list((info.context or {}).get("in_process", ()))
         if not any(c.kind == "loop" for c in self.checks):
-            names = {c.name for c in self.checks}
+            names = {c.name for c in self.configured}
             name = next(n for n in IMPLICIT_LOOP_NAMES if n not in names)
             spec = {"name": name, "kind": "loop"}
             self._implicit_loop = LoopSpec.model_validate(spec, context=info.context)
         return self
 
     @property
-    def all_checks(self) -> list[CheckSpec]:
+    def configured(self) -> list[SpecBase]:
+        """The checks of the file (or of the code), in-process ones after them."""
+        return [*self.checks, *self._in_process] if self._in_process else list(self.checks)
+
+    @property
+    def all_checks(self) -> list[SpecBase]:
         """The configured checks, and the implicit `loop` check if one was added."""
         implicit = self._implicit_loop
-        return self.checks if implicit is None else [*self.checks, implicit]
+        configured = self.configured
+        return configured if implicit is None else [*configured, implicit]
 
     @model_validator(mode="after")
     def _names(self) -> Self:
         seen: set[str] = set()
-        for i, check in enumerate(self.checks):
+        for i, check in enumerate(self.configured):
             if check.name in seen:
                 raise ValueError(f"checks[{i}].name: duplicate check name {check.name!r}")
             seen.add(check.name)
@@ -176,7 +187,7 @@ class Settings(Model):
     def _graph(self) -> Self:
         """`depends_on` names existing checks, without a cycle (DESIGN §13)."""
         implicit = [self._implicit_loop.name] if self._implicit_loop is not None else []
-        found = dependencies.problems(self.checks, implicit)
+        found = dependencies.problems(self.configured, implicit)
         if found:
             raise ValueError(found[0])
         return self
@@ -197,6 +208,35 @@ class Settings(Model):
 
 
 # --- loading ---------------------------------------------------------------------------------
+
+
+def settings_of(
+    checks: Iterable[SpecBase | Mapping[str, Any]], sections: Mapping[str, Any]
+) -> Settings:
+    """Settings built in code (`Health(checks=[...], shutdown={...})`), validated as a file
+    would be, with the same one-line errors (`checks[1].timeout: ...`). Specs built in
+    code are validated again here, so `defaults=` applies to them as to a file's."""
+    data: dict[str, Any] = {k: v for k, v in sections.items() if v is not None}
+    in_file: list[Any] = []
+    in_process: list[SpecBase] = []
+    defaults = data.get("defaults") if isinstance(data.get("defaults"), Mapping) else {}
+    context = {"defaults": defaults}
+    for check in checks:
+        if isinstance(check, FuncSpec):
+            fields = {**check.model_dump(exclude_unset=True), "fn": check.fn}
+            try:
+                in_process.append(FuncSpec.model_validate(fields, context=context))
+            except ValidationError as exc:
+                raise ConfigError(configfile.in_code(exc, fields, f"checks.{check.name}")) from None
+        elif isinstance(check, SpecBase):
+            in_file.append({"kind": check.kind, **check.model_dump(exclude_unset=True)})
+        else:
+            in_file.append(dict(check))
+    data["checks"] = in_file
+    try:
+        return Settings.model_validate(data, context={**context, "in_process": in_process})
+    except ValidationError as exc:
+        raise ConfigError(configfile.in_code(exc, data)) from None
 
 
 def parse_settings(text: str, filename: str = "<config>") -> Settings:

@@ -79,6 +79,26 @@ def _expand(node: Any, path: str, errors: list[str]) -> Any:
     return node
 
 
+def in_code(exc: ValidationError, data: Any, prefix: str = "") -> str:
+    """pydantic's errors for settings built in code: one `path: why` line each, the path
+    followed through `data` as `_locate` follows a file (no file, so no line)."""
+    lines = []
+    for error in exc.errors():
+        loc, why = _message(error)
+        node, path = data, prefix
+        for part in loc:
+            if isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node, path = node[part], f"{path}[{part}]"
+            elif isinstance(node, dict) and part in node:
+                node, path = node[part], _join(path, part)
+            elif isinstance(node, dict) and part == node.get("kind"):
+                continue  # the discriminator segment
+            elif isinstance(part, str) and not part[:1].isupper() and "[" not in part:
+                path = _join(path, part)
+        lines.append(f"{path or 'settings'}: {why}")
+    return "\n".join(lines)
+
+
 def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 

@@ -27,6 +27,13 @@ class Deadline:
     def after(cls, seconds: float, clock: Clock = time.monotonic) -> Deadline:
         return cls(clock() + seconds, clock)
 
+    @classmethod
+    def within(cls, budget: float, margin: float, clock: Clock = time.monotonic) -> Deadline:
+        """A caller's deadline: its `budget` less the `margin` kept back to write the answer
+        (DESIGN §3), so the answer leaves before the caller gives up. The one place it is
+        computed (probes, gRPC, the CLI, `Health.evaluate`)."""
+        return cls(clock() + budget - margin, clock)
+
     def remaining(self) -> float:
         """Seconds left, never negative."""
         return max(0.0, self.at - self.clock())

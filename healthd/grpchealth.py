@@ -1,6 +1,6 @@
 """The gRPC health server (DESIGN §12): `grpc.health.v1.Health` on `server.grpc_listen`.
 
-A view: it reads the store and asks the engine's runs for an evaluation, never a check.
+A view: it reads the store and asks the core for an evaluation (health.Views), never a check.
 
     service ""/readiness  the readiness group   healthy, degraded → SERVING
     liveness, startup     those groups          unhealthy, unknown, draining → NOT_SERVING
@@ -32,14 +32,13 @@ from typing import Any, NoReturn, cast
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from multidict import CIMultiDict
-from opentelemetry import context as otel_context
-from opentelemetry import propagate
 
-from healthd.deadline import Deadline, format_grpc_timeout, inbound_budget
-from healthd.engine import Engine
+from healthd import tracecontext
+from healthd.deadline import format_grpc_timeout, inbound_budget
 from healthd.errors import BudgetError, ConfigError
 from healthd.events import Event
 from healthd.groups import HEALTH, LIVENESS, PROBED, READINESS, STARTUP
+from healthd.health import Views
 from healthd.listeners import split_listen
 from healthd.model import State, Status
 from healthd.watchers import Watchers
@@ -67,12 +66,17 @@ def check_serving(status: Status) -> int:
 
 
 class HealthService:
-    """`grpc.health.v1.Health`'s `Check`, `Watch` and `List` over one engine's store."""
+    """`grpc.health.v1.Health`'s `Check`, `Watch` and `List` over one core's store."""
 
     def __init__(
-        self, engine: Engine, watchers: Watchers, metrics: ProbeCounter | None = None
+        self,
+        views: Views,
+        watchers: Watchers,
+        metrics: ProbeCounter | None = None,
+        tracing: bool = False,
     ) -> None:
-        self.engine, self.watchers, self.metrics = engine, watchers, metrics
+        self.views, self.store, self.watchers, self.metrics = views, views.store, watchers, metrics
+        self.tracing = tracing  # continue the caller's trace (a tracer is configured)
 
     # --- reading the store -----------------------------------------------------------------------
 
@@ -81,11 +85,11 @@ class HealthService:
         group = GROUP_SERVICES.get(service)
         if group is not None:
             return group, None
-        return (HEALTH, service) if self.engine.store.spec(service) is not None else None
+        return (HEALTH, service) if self.store.spec(service) is not None else None
 
     def status(self, service: str) -> int:
         """The service's serving status now, from the store (SERVICE_UNKNOWN: no such name)."""
-        store, target = self.engine.store, self.target(service)
+        store, target = self.store, self.target(service)
         if target is None:
             return SERVICE_UNKNOWN
         group, check = target
@@ -113,7 +117,7 @@ class HealthService:
     async def Check(self, request: Any, context: Any) -> Any:  # the method names are gRPC's
         """One evaluation under the call's deadline, as an HTTP probe of the same service."""
         started = time.perf_counter()
-        engine, service = self.engine, request.service
+        views, service = self.views, request.service
         target = self.target(service)
         if target is None:
             await _abort(context, grpc.StatusCode.NOT_FOUND, _unknown(service))
@@ -122,14 +126,13 @@ class HealthService:
             budget = self._budget(context)
         except BudgetError as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        margin = engine.settings.deadline.margin
-        deadline = Deadline(engine.clock() + budget - margin, engine.clock)
+        deadline = views.deadline(budget)
         with self._trace(context):
-            evaluation = await engine.runs.evaluate(group, deadline, only=check)
+            evaluation = await views.evaluate(group, deadline, only=check)
         if check is None:
             status = group_serving(evaluation.state)
         else:
-            seen = engine.store.view(group, only=check, late=evaluation.late)
+            seen = self.store.view(group, only=check, late=evaluation.late)
             if not seen:  # reloaded away while it ran
                 await _abort(context, grpc.StatusCode.NOT_FOUND, _unknown(service))
             status = check_serving(seen[0].status)
@@ -155,14 +158,14 @@ class HealthService:
         """Every group's service, and every check's where `show_details` allows."""
         names = ["", *PROBED]
         if self._details(context):
-            names += [spec.name for spec in self.engine.store.specs()]
+            names += [spec.name for spec in self.store.specs()]
         statuses = {name: Response(status=self.status(name)) for name in names}
         return health_pb2.HealthListResponse(statuses=statuses)
 
     # --- internals -------------------------------------------------------------------------------
 
     async def _stream(self, service: str, context: Any) -> None:
-        store = self.engine.store
+        store = self.store
         # From the ring's newest event on, taken before the first status is read: a change
         # while that first message is written is still sent after it.
         changes = cast("AsyncGenerator[Event, None]", store.changes(store.ring.last_id))
@@ -178,7 +181,7 @@ class HealthService:
     def _budget(self, context: Any) -> float:
         """The caller's budget: the probe precedence list over the call's metadata, with the
         call's deadline as its `grpc-timeout`, and never past that deadline."""
-        cfg = self.engine.settings.deadline
+        cfg = self.views.settings().deadline
         headers = _metadata(context)
         remaining = context.time_remaining()
         if remaining is not None:
@@ -189,7 +192,7 @@ class HealthService:
         return budget if remaining is None else min(budget, max(0.0, remaining))
 
     def _details(self, context: Any) -> bool:
-        server = self.engine.settings.server
+        server = self.views.settings().server
         if server.show_details == "always":
             return True
         token = server.token.get_secret_value() if server.show_details != "never" else ""
@@ -198,14 +201,11 @@ class HealthService:
     @contextlib.contextmanager
     def _trace(self, context: Any) -> Iterator[None]:
         """Continue the caller's trace (`traceparent` metadata) when tracing is on."""
-        if self.engine.runs.tracer is None:
+        if not self.tracing:
             yield
             return
-        token = otel_context.attach(propagate.extract(_metadata(context)))
-        try:
+        with tracecontext.continued(_metadata(context)):
             yield
-        finally:
-            otel_context.detach(token)
 
 
 class GrpcHealth:
@@ -244,13 +244,18 @@ class GrpcHealth:
 
 
 async def start(
-    engine: Engine, watchers: Watchers, metrics: ProbeCounter | None, address: str
+    views: Views,
+    watchers: Watchers,
+    metrics: ProbeCounter | None,
+    address: str,
+    *,
+    tracing: bool = False,
 ) -> GrpcHealth:
     """A started gRPC health server on `address` (`server.grpc_listen`)."""
-    health = GrpcHealth(HealthService(engine, watchers, metrics), address)
+    health = GrpcHealth(HealthService(views, watchers, metrics, tracing), address)
     await health.start()
     loop = type(asyncio.get_running_loop()).__module__
-    if loop.startswith("uvloop") and any(s.kind == "exec" for s in engine.store.specs()):
+    if loop.startswith("uvloop") and any(s.kind == "exec" for s in views.store.specs()):
         log.warning(
             "gRPC health under uvloop: exec checks' children can die in grpcio's fork "
             "handlers; run exec checks on the default asyncio loop (unset HEALTHD_EVENT_LOOP)"

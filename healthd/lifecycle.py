@@ -30,10 +30,10 @@ from typing import Any, NoReturn
 
 from healthd.config import DEFAULT_CONFIG, Settings, load_settings
 from healthd.durations import human_duration
-from healthd.engine import Engine
 from healthd.errors import ConfigError
 from healthd.fleet.exposed import create_fleet, summary
-from healthd.lag import LagMonitor
+from healthd.health import Health
+from healthd.model import CheckResult
 from healthd.observers import Telemetry, setup
 from healthd.serving import Servers, describe
 from healthd.watchers import Watchers
@@ -45,7 +45,8 @@ RESTART_ONLY_SERVER_KEYS = ("listen", "keepalive_timeout", "grpc_listen")
 
 
 class Daemon:
-    """One running healthd: the engine, the listeners and the signals that steer them."""
+    """One running healthd: a Health (the core), the listeners and the signals that steer
+    them. The settings belong to the Health (`self.settings` reads them there)."""
 
     def __init__(
         self,
@@ -54,28 +55,26 @@ class Daemon:
         *,
         telemetry: Telemetry | None = None,
     ) -> None:
-        self.settings = settings
         self.config_path = config_path
         self.telemetry = telemetry or setup(settings)
         self.inflight = base.InFlight()  # requests that wait on something, for the drain
-        self.lag = LagMonitor()  # the daemon's: the `loop` checks and the metrics read it
-        self.engine = Engine(
-            settings, observers=self.telemetry.observers, tracer=self.telemetry.tracer,
-            lag=self.lag,
-        )  # fmt: skip
-        self.telemetry.bind(self.engine)
+        self.health = Health(
+            settings=settings,
+            metrics=self.telemetry.metrics,
+            tracer=self.telemetry.tracer,
+            observers=self.telemetry.observers,
+        )
+        views = self.health.views()
         self.watchers = Watchers(settings.server.max_watchers)  # SSE and gRPC streams
         self.app = probes.make_app(
-            self.engine, self.telemetry.routes, self.telemetry.middlewares, self.inflight,
+            views, self.telemetry.routes, self.telemetry.middlewares, self.inflight,
             metrics=self.telemetry.metrics, watchers=self.watchers,
         )  # fmt: skip
-        self.fleet = create_fleet(settings.fleet, self.engine.store, self.telemetry.metrics)
-        self.admin_app = admin.make_admin_app(
-            self.engine, self, [self.inflight.middleware], self.fleet
-        )
+        self.fleet = create_fleet(settings.fleet, self.health.store, self.telemetry.metrics)
+        self.admin_app = admin.make_admin_app(views, self, [self.inflight.middleware], self.fleet)
         self.servers = Servers(
-            lambda: self.settings, self.engine, (self.app, self.admin_app), self.inflight,
-            self.watchers, self.telemetry.metrics,
+            views, (self.app, self.admin_app), self.inflight, self.watchers,
+            self.telemetry.metrics, tracing=self.telemetry.tracer is not None,
         )  # fmt: skip
         if self.telemetry.metrics is not None:
             bad = self.servers.bad_requests
@@ -109,7 +108,7 @@ class Daemon:
         self.shutting_down = True
         self.inflight.closing = True  # answers now say `Connection: close`
         self._signal, self._signalled_at = signame, time.monotonic()
-        self.engine.set_draining(True)
+        self.health.drain()
         if self.fleet is not None:
             self.fleet.on_signal(self._spawn)  # takes a drain slot if one is free
         log.info(
@@ -129,6 +128,25 @@ class Daemon:
             return
         self._spawn(self.reload())
 
+    @property
+    def settings(self) -> Settings:
+        return self.health.settings
+
+    # --- what the admin API steers (admin.Control) ----------------------------------------------
+
+    @property
+    def draining(self) -> bool:
+        return self.health.draining
+
+    def drain(self) -> None:
+        self.health.drain()
+
+    def ready(self) -> None:
+        self.health.ready()
+
+    async def beat(self, name: str, status: str, message: str) -> CheckResult:
+        return await self.health.beat(name, status, message)
+
     def _on_usr1(self) -> None:
         log.info("diagnostics: %s", json.dumps(self.diagnostics(), separators=(",", ":")))
 
@@ -146,8 +164,8 @@ class Daemon:
             for note in notes:
                 log.warning("reload: %s", note)
             old = self.settings
-            added, removed, changed = await self.engine.reload(new)
-            self.settings = new
+            changes = await self.health.reload(new)  # the one swap of the settings
+            added, removed, changed = changes.added, changes.removed, changes.changed
             self.watchers.limit = new.server.max_watchers  # open streams beyond it stay open
             await self._apply_admin(new)
             if new.logging != old.logging:
@@ -210,19 +228,24 @@ class Daemon:
         """The daemon's own part of /admin/state and the SIGUSR1 dump."""
         now = time.monotonic()
         fleet = {"fleet": summary(self.fleet)} if self.fleet is not None else {}
-        return fleet | {
-            "shutting_down": self.shutting_down,
-            "uptime_s": round(now - self._started, 3),
-            "config": str(self.config_path or DEFAULT_CONFIG),
-            "requests_served": self.inflight.served,
-            "requests_in_flight": [
-                {"request": describe(request), "age_ms": round((now - since) * 1000, 1)}
-                for request, since in self.inflight.requests.values()
-            ],
-        }
+        state = admin.state_view(self.health.store, self.health.runs.inflight())
+        return (
+            state
+            | fleet
+            | {
+                "shutting_down": self.shutting_down,
+                "uptime_s": round(now - self._started, 3),
+                "config": str(self.config_path or DEFAULT_CONFIG),
+                "requests_served": self.inflight.served,
+                "requests_in_flight": [
+                    {"request": describe(request), "age_ms": round((now - since) * 1000, 1)}
+                    for request, since in self.inflight.requests.values()
+                ],
+            }
+        )
 
     def diagnostics(self) -> dict[str, Any]:
-        return admin.state_view(self.engine) | self.info() | {"tasks": len(asyncio.all_tasks())}
+        return self.info() | {"tasks": len(asyncio.all_tasks())}
 
     # --- serving --------------------------------------------------------------------------------
 
@@ -244,8 +267,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         server = self.settings.server
         await self.servers.start()
-        self.lag.ensure_running()
-        self.engine.start()
+        self.health.start()
         if self.fleet is not None:
             self.fleet.start()
         # What start-up built (specs, checks, modules) lives as long as the process: moved
@@ -274,7 +296,7 @@ class Daemon:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             if self.fleet is not None:
                 await self.fleet.stop()  # revokes the lease: the fleet sees us leave at once
-            await self.engine.stop()  # the lag monitor too
+            await self.health.stop()  # the lag monitor too
             self.telemetry.shutdown()
             if release_signals:  # last: until here a second SIGTERM still exits 1
                 for sig in handlers:

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from healthd.config import Settings
 from healthd.durations import human_duration
-from healthd.engine import Engine
+from healthd.health import Views
 from healthd.listeners import BadRequests, Listener, close_idle
 from healthd.observers.metrics import Metrics
 from healthd.watchers import Watchers
@@ -38,18 +38,20 @@ ADMIN_KEEPALIVE = 15.0
 
 
 class Servers:
-    """The daemon's runners and listeners; `settings()` is the daemon's current settings."""
+    """The daemon's runners and listeners, for the core's `views` (their settings in force)."""
 
     def __init__(
         self,
-        settings: Callable[[], Settings],
-        engine: Engine,
+        views: Views,
         apps: tuple[web.Application, web.Application],  # (probes, admin)
         inflight: base.InFlight,
         watchers: Watchers,
         metrics: Metrics | None,
+        *,
+        tracing: bool = False,
     ) -> None:
-        self.settings, self.engine = settings, engine
+        self.views, self.tracing = views, tracing
+        self.settings: Callable[[], Settings] = views.settings
         self.app, self.admin_app = apps
         self.inflight, self.watchers, self.metrics = inflight, watchers, metrics
         # Malformed requests: counted, one short line per 10 s, no traceback (listeners.py).
@@ -167,7 +169,9 @@ class Servers:
     async def _start_grpc(self, address: str) -> None:
         from healthd import grpchealth  # the `grpc` extra: imported only when it is used
 
-        self.grpc = await grpchealth.start(self.engine, self.watchers, self.metrics, address)
+        self.grpc = await grpchealth.start(
+            self.views, self.watchers, self.metrics, address, tracing=self.tracing
+        )
         log.info("gRPC health on %s", self.grpc.bound)
 
 

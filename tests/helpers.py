@@ -10,7 +10,10 @@ from aiohttp.test_utils import TestClient
 
 from healthd.checks.base import Context, SpecBase
 from healthd.config import Settings, parse_settings
-from healthd.engine import Engine
+from healthd.deadline import Deadline
+from healthd.health import Health
+from healthd.model import CheckResult
+from healthd.observers import Telemetry
 from healthd.testing import FakeCheck
 from healthd.web import probes
 
@@ -24,11 +27,29 @@ def settings(checks: list[dict[str, Any]], **top: Any) -> Settings:
     return parse_settings(json.dumps(data))
 
 
-def engine_with(fakes: dict[str, FakeCheck], s: Settings, **kwargs: Any) -> Engine:
+def engine_with(
+    fakes: dict[str, FakeCheck], s: Settings, telemetry: Telemetry | None = None, **kwargs: Any
+) -> Health:
+    """A Health running `s`, with FakeChecks for the named checks (and `telemetry`'s
+    metrics, transition log and tracer, as the daemon wires them)."""
+    if telemetry is not None:
+        kwargs |= {
+            "metrics": telemetry.metrics,
+            "observers": telemetry.observers,
+            "tracer": telemetry.tracer,
+        }
+
     def build(spec: SpecBase, context: Context) -> Any:
         return fakes[spec.name] if spec.name in fakes else spec.build(context)
 
-    return Engine(s, build=build, **kwargs)
+    return Health(settings=s, build=build, **kwargs)
+
+
+async def run_now(health: Health, name: str) -> CheckResult:
+    """Run `name` now within its own timeout and record the result (as a posted heartbeat does)."""
+    spec = health.store.spec(name)
+    assert spec is not None, name
+    return await health.runs.join(name, Deadline.after(spec.timeout, health.clock))
 
 
 async def serve(

@@ -213,5 +213,5 @@ async def test_ready_is_refused_while_shutting_down(admin: tuple[Daemon, Client]
     daemon.request_stop("SIGTERM")
     resp = await client.post("/admin/ready")
     assert resp.status == 409
-    assert daemon.engine.draining is True
+    assert daemon.health.draining is True
     assert (await client.post("/admin/reload")).status == 409

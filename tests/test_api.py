@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,11 +13,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from healthd.engine import Engine
+from healthd.health import Health
 from healthd.model import Outcome
 from healthd.testing import FakeCheck, ManualClock
-from healthd.web.probes import make_app
-from tests.helpers import engine_with, serve, settings
+from healthd.web.probes import PROBES, make_app
+from tests.helpers import engine_with, run_now, serve, settings
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -27,8 +28,8 @@ def fakes(**outcomes: Outcome) -> dict[str, FakeCheck]:
     return {name: FakeCheck([o], message=f"{name} says {o.value}") for name, o in outcomes.items()}
 
 
-async def client_for(aiohttp_client: MakeClient, engine: Engine, **kwargs: Any) -> Client:
-    return await serve(aiohttp_client, make_app(engine), **kwargs)
+async def client_for(aiohttp_client: MakeClient, engine: Health, **kwargs: Any) -> Client:
+    return await serve(aiohttp_client, make_app(engine.views()), **kwargs)
 
 
 def on_demand(*names: str, **extra: Any) -> list[dict[str, Any]]:
@@ -198,7 +199,7 @@ async def test_draining_readiness_503_liveness_200(aiohttp_client: MakeClient) -
     """Draining: readiness 503 with state draining, liveness still 200."""
     s = settings([{"name": "loop", "kind": "loop", "mode": "on_demand"}, *on_demand("db")])
     engine = engine_with(fakes(db=Outcome.PASS), s)
-    engine.set_draining(True)
+    engine.drain()
     client = await client_for(aiohttp_client, engine)
     ready = await client.get("/readyz")
     assert (ready.status, await ready.json()) == (503, {"status": "draining"})
@@ -239,10 +240,10 @@ async def test_cached_answer_follows_results(aiohttp_client: MakeClient) -> None
     fake = FakeCheck([Outcome.PASS, Outcome.FAIL])
     engine = engine_with({"db": fake}, settings([{"name": "db"}]))
     client = await client_for(aiohttp_client, engine)
-    await engine.run_now("db")
+    await run_now(engine, "db")
     assert (await client.get("/readyz")).status == 200
     assert (await client.get("/readyz")).status == 200  # from the cache
-    await engine.run_now("db")  # fail
+    await run_now(engine, "db")  # fail
     resp = await client.get("/readyz", headers={"Accept": "*/*"})
     assert (resp.status, await resp.json()) == (503, {"status": "unhealthy"})
     assert resp.headers["Cache-Control"] == "no-store"
@@ -254,15 +255,16 @@ async def test_cached_answer_skips_router_and_evaluation(aiohttp_client: MakeCli
     long way, and both ways give the same bytes."""
     engine = engine_with({"db": FakeCheck()}, settings([{"name": "db"}], server={"token": TOKEN}))
     client = await client_for(aiohttp_client, engine)
-    await engine.run_now("db")
+    await run_now(engine, "db")
     calls: list[str] = []
-    evaluate = engine.runs.evaluate
+    front = client.app[PROBES]
+    evaluate = front.views.evaluate
 
     async def counted(group: str, *args: Any, **kwargs: Any) -> Any:
         calls.append(group)
         return await evaluate(group, *args, **kwargs)
 
-    engine.runs.evaluate = counted  # type: ignore[method-assign]
+    front.views = dataclasses.replace(front.views, evaluate=counted)
     fast = [await client.get("/readyz", headers={"X-Request-Timeout-Ms": "900"})]
     fast += [await client.get("/readyz") for _ in range(5)]
     assert calls == [readiness := "readiness"]  # the first 900 ms was parsed the long way
@@ -282,7 +284,7 @@ async def test_cached_answer_expires_with_max_age(aiohttp_client: MakeClient) ->
     s = settings([{"name": "db", "interval": "10s", "max_age": "30s"}])
     engine = engine_with({"db": FakeCheck()}, s, clock=clock)
     client = await client_for(aiohttp_client, engine)
-    await engine.run_now("db")
+    await run_now(engine, "db")
     assert (await client.get("/readyz")).status == 200
     clock.advance(29.0)
     assert (await client.get("/readyz")).status == 200
@@ -295,7 +297,7 @@ async def test_cache_never_hides_details_or_budget_errors(aiohttp_client: MakeCl
     """After a cached answer, a token still gets details and a bad budget still gets 400."""
     engine = engine_with({"db": FakeCheck()}, settings([{"name": "db"}], server={"token": TOKEN}))
     client = await client_for(aiohttp_client, engine)
-    await engine.run_now("db")
+    await run_now(engine, "db")
     assert await (await client.get("/readyz")).json() == {"status": "healthy"}
     detailed = await client.get("/readyz", headers={"Authorization": f"Bearer {TOKEN}"})
     assert "checks" in await detailed.json()
@@ -316,7 +318,7 @@ async def test_fresh_runs_background_checks_now(
     fake = FakeCheck()
     engine = engine_with({"db": fake}, settings([{"name": "db"}]))
     client = await client_for(aiohttp_client, engine)
-    await engine.run_now("db")
+    await run_now(engine, "db")
     assert (await client.get(f"/readyz{query}")).status == 200
     assert fake.calls == runs
 
@@ -327,7 +329,7 @@ async def test_fresh_that_is_not_a_boolean_is_400(aiohttp_client: MakeClient, va
     fake = FakeCheck()
     engine = engine_with({"db": fake}, settings([{"name": "db"}]))
     client = await client_for(aiohttp_client, engine)
-    await engine.run_now("db")
+    await run_now(engine, "db")
     assert (await client.get("/readyz")).status == 200  # the cached answer is in place
     resp = await client.get(f"/readyz?fresh={value}")
     assert resp.status == 400
@@ -341,7 +343,7 @@ async def test_a_reload_to_on_demand_leaves_the_cached_path(aiohttp_client: Make
     fake = FakeCheck()
     engine = engine_with({"db": fake}, settings([{"name": "db"}]))
     client = await client_for(aiohttp_client, engine)
-    await engine.run_now("db")
+    await run_now(engine, "db")
     assert (await client.get("/readyz")).status == 200
     assert fake.calls == 1  # answered from the store
     await engine.reload(settings([{"name": "db", "mode": "on_demand"}]))
@@ -364,13 +366,14 @@ async def test_daemon_serves_the_hot_path_in_front(unused_tcp_port: int) -> None
     daemon = Daemon(s, telemetry=Telemetry())
     serving = asyncio.create_task(daemon.serve())
     calls: list[str] = []
-    evaluate = daemon.engine.runs.evaluate
+    front = daemon.app[PROBES]
+    evaluate = front.views.evaluate
 
     async def counted(group: str, *args: Any, **kwargs: Any) -> Any:
         calls.append(group)
         return await evaluate(group, *args, **kwargs)
 
-    daemon.engine.runs.evaluate = counted  # type: ignore[method-assign]
+    front.views = dataclasses.replace(front.views, evaluate=counted)
     url = f"http://127.0.0.1:{unused_tcp_port}/readyz"
     try:
         async with aiohttp.ClientSession() as session:

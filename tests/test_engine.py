@@ -15,11 +15,11 @@ from healthd import runner
 from healthd.checks import KINDS, SPECS
 from healthd.checks.base import SpecBase
 from healthd.deadline import Deadline
-from healthd.engine import Engine
 from healthd.events import Observer
+from healthd.health import Health
 from healthd.model import CheckResult, CheckState, Observation, Outcome, Reason, State, Status
 from healthd.testing import FakeCheck, ManualClock
-from tests.helpers import engine_with, settings
+from tests.helpers import engine_with, run_now, settings
 
 
 async def test_background_loop_runs_every_interval() -> None:
@@ -96,9 +96,9 @@ async def test_a_broken_observer_is_contained(caplog: pytest.LogCaptureFixture) 
 def test_building_a_check_preloads_its_driver() -> None:
     """The engine imports a kind's driver when it builds the check, not in its first run."""
     code = (
-        "import sys; from healthd.config import parse_settings; from healthd.engine import Engine;"
+        "import sys; from healthd.config import parse_settings; from healthd.health import Health;"
         "s = parse_settings('checks:\\n  - {name: g, kind: grpc, target: \"h:1\"}\\n');"
-        "assert 'grpc.aio' not in sys.modules; Engine(s); assert 'grpc.aio' in sys.modules"
+        "assert 'grpc.aio' not in sys.modules; Health(settings=s); assert 'grpc.aio' in sys.modules"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
@@ -135,7 +135,7 @@ async def test_background_runs_get_the_checks_timeout(blackhole: tuple[str, int]
     host, port = blackhole
     hung = {"name": "hung", "address": f"{host}:{port}", "timeout": "800ms", "interval": "10s"}
     clock = ManualClock()  # budgets exact; the run itself still waits 800 ms of real time
-    engine = Engine(settings([hung], deadline={"default": "200ms"}), clock=clock)
+    engine = Health(settings=settings([hung], deadline={"default": "200ms"}), clock=clock)
     started = time.monotonic()
     engine.start()
     try:
@@ -155,7 +155,7 @@ async def test_default_max_age_is_three_intervals() -> None:
     clock = ManualClock()
     engine = engine_with({"db": FakeCheck()}, settings([{"name": "db", "interval": "10s"}]),
                          clock=clock)  # fmt: skip
-    await engine.run_now("db")
+    await run_now(engine, "db")
     clock.advance(29.9)
     snapshot = await engine.evaluate("readiness", Deadline.after(1.0, clock))
     assert (snapshot.state, snapshot.checks[0].status) == (State.HEALTHY, Status.PASS)

@@ -13,18 +13,18 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from healthd.deadline import Deadline
-from healthd.engine import Engine
+from healthd.health import Health
 from healthd.model import CheckState, Outcome, State, Status
 from healthd.observers import setup
 from healthd.observers.log import TransitionLog
 from healthd.testing import FakeCheck
 from healthd.web import render
-from tests.helpers import engine_with, settings
+from tests.helpers import engine_with, run_now, settings
 
 P, F, T = Outcome.PASS, Outcome.FAIL, Outcome.TIMEOUT
 
 
-def state(engine: Engine, name: str) -> CheckState:
+def state(engine: Health, name: str) -> CheckState:
     found = engine.store.check(name)
     assert found is not None
     return found
@@ -38,7 +38,7 @@ def family(critical: bool = True, **child: Any) -> list[dict[str, Any]]:
     ]
 
 
-async def settle(engine: Engine) -> None:
+async def settle(engine: Health) -> None:
     """Until the runs the engine started on its own (a cascade) have recorded."""
     for _ in range(100):
         if not engine.runs.inflight():
@@ -50,9 +50,9 @@ async def test_child_of_a_failing_parent_is_skipped_not_run() -> None:
     """While db fails, api and orders are not run: skipped, naming db as the root cause."""
     fakes = {"db": FakeCheck([T]), "api": FakeCheck(), "orders": FakeCheck()}
     engine = engine_with(fakes, settings(family()))
-    await engine.run_now("db")
-    await engine.run_now("api")
-    await engine.run_now("orders")
+    await run_now(engine, "db")
+    await run_now(engine, "api")
+    await run_now(engine, "orders")
     snapshot = await engine.evaluate("readiness", Deadline.after(1.0))
     assert fakes["api"].calls == fakes["orders"].calls == 0
     by_name = {c.name: c for c in snapshot.checks}
@@ -75,7 +75,7 @@ async def test_skipped_counts_as_failing_with_its_own_critical(
     s = settings(family(critical), groups={"readiness": {"include": ["api", "orders"]}})
     fakes = {"db": FakeCheck([F]), "api": FakeCheck(), "orders": FakeCheck()}
     engine = engine_with(fakes, s)
-    await engine.run_now("db")
+    await run_now(engine, "db")
     snapshot = await engine.evaluate("readiness", Deadline.after(1.0))
     assert [c.status for c in snapshot.checks] == [Status.SKIPPED, Status.SKIPPED]
     assert snapshot.state is state
@@ -87,14 +87,14 @@ async def test_a_failing_parent_skips_its_children_at_once_and_recovery_runs_the
     engine = engine_with(fakes, settings(family(interval="1h", timeout="1s")))
     engine.runs.waking = True  # as engine.start() sets it, without the scheduler's own runs
     try:
-        await engine.run_now("db")
-        await engine.run_now("api")
-        await engine.run_now("orders")
+        await run_now(engine, "db")
+        await run_now(engine, "api")
+        await run_now(engine, "orders")
         assert [fakes[n].calls for n in ("api", "orders")] == [1, 1]
-        await engine.run_now("db")  # fails
+        await run_now(engine, "db")  # fails
         assert [state(engine, n).status for n in ("api", "orders")] == [Status.SKIPPED] * 2
         assert [fakes[n].calls for n in ("api", "orders")] == [1, 1]
-        await engine.run_now("db")  # recovers: api runs at once, then orders after it
+        await run_now(engine, "db")  # recovers: api runs at once, then orders after it
         await settle(engine)
         await settle(engine)
         assert [fakes[n].calls for n in ("api", "orders")] == [2, 2]
@@ -146,11 +146,12 @@ async def test_metrics_show_skipped_flapping_and_attempts() -> None:
     db = FakeCheck([ConnectionRefusedError(), P, F, P, F, P])
     registry = CollectorRegistry()
     telemetry = setup(s, registry=registry, env={})
-    engine = engine_with({"db": db, "api": FakeCheck()}, s, observers=telemetry.observers)
-    telemetry.bind(engine)
+    engine = engine_with(
+        {"db": db, "api": FakeCheck()}, s, metrics=telemetry.metrics, observers=telemetry.observers
+    )
     for _ in range(4):  # refused+pass (2 attempts), fail, pass, fail
-        await engine.run_now("db")
-    await engine.run_now("api")
+        await run_now(engine, "db")
+    await run_now(engine, "api")
 
     def value(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, labels)
@@ -172,7 +173,7 @@ async def test_flapping_logs_started_and_stopped_once(caplog: pytest.LogCaptureF
     engine = engine_with({"db": fake}, s, observers=[TransitionLog()])
     with caplog.at_level(logging.INFO, logger="healthd.state"):
         for _ in range(24):
-            await engine.run_now("db")
+            await run_now(engine, "db")
     lines = [r.getMessage() for r in caplog.records if "check db" in r.getMessage()]
     assert sum("started flapping" in line for line in lines) == 1
     assert sum("stopped flapping" in line for line in lines) == 1
@@ -190,7 +191,7 @@ async def test_flapping_shows_in_json_and_verbose() -> None:
                    "flapping": {"window": 4, "high": "50%", "low": "25%"}}])  # fmt: skip
     engine = engine_with({"db": FakeCheck([P, F, P, F, P])}, s)
     for _ in range(5):
-        await engine.run_now("db")
+        await run_now(engine, "db")
     snapshot = await engine.evaluate("readiness", Deadline.after(1.0))
     view = json.loads(render.render_json(snapshot, details=True))["checks"]["db"]
     assert (view["status"], view["flapping"], view["reason"], view["last_outcome"]) == (
@@ -211,7 +212,7 @@ async def test_stopped_flapping_is_logged_when_the_status_stays_fail(
     engine = engine_with({"db": FakeCheck([P, F, P, F] + [F] * 6)}, s, observers=[TransitionLog()])
     with caplog.at_level(logging.INFO, logger="healthd.state"):
         for _ in range(10):
-            await engine.run_now("db")
+            await run_now(engine, "db")
     lines = [r.getMessage() for r in caplog.records if "check db" in r.getMessage()]
     assert sum("stopped flapping" in line for line in lines) == 1, lines
     assert state(engine, "db").status is Status.FAIL

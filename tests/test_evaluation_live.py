@@ -15,12 +15,12 @@ import pytest
 from healthd import runner
 from healthd.checks.base import SpecBase
 from healthd.deadline import Deadline
-from healthd.engine import Engine
 from healthd.evaluator import evaluate, initial
+from healthd.health import Health
 from healthd.model import CheckState, Outcome, Status
 from healthd.web import render
 from tests.conftest import free_port
-from tests.helpers import settings
+from tests.helpers import run_now, settings
 from tests.procs import Healthd
 
 ANSWER_503 = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -73,7 +73,7 @@ async def listener() -> AsyncIterator[Listener]:
         await opened.close()
 
 
-def state(engine: Engine, name: str) -> CheckState:
+def state(engine: Health, name: str) -> CheckState:
     found = engine.store.check(name)
     assert found is not None
     return found
@@ -100,8 +100,8 @@ async def test_child_of_a_down_parent_opens_no_connection(listener: Listener) ->
         {"name": "orders", "address": listener.address, "depends_on": ["db"],
          "interval": "5s", "timeout": "1s"},
     ])  # fmt: skip
-    engine = Engine(s)
-    await engine.run_now("db")  # refused: known down before orders' first run
+    engine = Health(settings=s)
+    await run_now(engine, "db")  # refused: known down before orders' first run
     engine.start()
     try:
         await asyncio.sleep(1.5)  # orders' first run (within 1 s) is due and skipped
@@ -171,13 +171,13 @@ async def test_a_port_toggled_every_run_flaps_and_stops_once_steady() -> None:
         {"name": "db", "address": target.address, "interval": "1s", "timeout": "500ms",
          "mode": "on_demand", "flapping": {"window": 10, "high": "50%", "low": "25%"}},
     ])  # fmt: skip
-    engine = Engine(s)
+    engine = Health(settings=s)
     seen = []
     try:
         for run in range(10):
             if run % 2 == 0:
                 await target.open()
-            await engine.run_now("db")
+            await run_now(engine, "db")
             await target.close()
             seen.append(state(engine, "db"))
         assert target.accepts == 5
@@ -188,7 +188,7 @@ async def test_a_port_toggled_every_run_flaps_and_stops_once_steady() -> None:
         await target.open()
         steady = []
         for _ in range(10):
-            await engine.run_now("db")
+            await run_now(engine, "db")
             steady.append(state(engine, "db"))
         stopped = next(i for i, st in enumerate(steady) if not st.flapping)
         assert all(st.status is Status.FAIL for st in steady[:stopped])
@@ -208,7 +208,7 @@ async def test_down_interval_spares_a_dead_target() -> None:
         {"name": "api", "kind": "http", "url": f"http://{target.address}/", "interval": "500ms",
          "timeout": "200ms", "down_interval": "2s"},
     ])  # fmt: skip
-    engine = Engine(s)
+    engine = Health(settings=s)
     engine.start()
     try:
         await asyncio.sleep(10.0)

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from healthd.config import LoggingSettings
 from healthd.deadline import Deadline
-from healthd.engine import Engine
+from healthd.health import Health
 from healthd.model import Outcome
 from healthd.observers import setup
 from healthd.observers.log import make_handler
@@ -57,15 +57,14 @@ def text_log() -> Iterator[Captured]:
     yield from capture("text")
 
 
-def observed(fakes: dict[str, FakeCheck], checks: list[dict[str, Any]]) -> Engine:
+def observed(fakes: dict[str, FakeCheck], checks: list[dict[str, Any]]) -> Health:
     s = settings(checks)
     telemetry = setup(s, registry=CollectorRegistry(), env={})
-    engine = engine_with(fakes, s, observers=telemetry.observers)
-    telemetry.bind(engine)
+    engine = engine_with(fakes, s, telemetry=telemetry)
     return engine
 
 
-async def run(engine: Engine, times: int = 1) -> None:
+async def run(engine: Health, times: int = 1) -> None:
     for _ in range(times):
         await engine.evaluate("readiness", Deadline.after(1.0), fresh=True)
 

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from healthd import __version__
 from healthd.config import parse_settings
-from healthd.engine import Engine
+from healthd.health import Health
 from healthd.lifecycle import Daemon
 from healthd.model import Outcome
 from healthd.observers import Telemetry, setup
@@ -65,12 +65,16 @@ def scenario() -> tuple[dict[str, FakeCheck], dict[str, Any]]:
 
 async def wired(
     aiohttp_client: MakeClient, fakes: dict[str, FakeCheck], cfg: dict[str, Any]
-) -> tuple[Client, Engine, Telemetry]:
+) -> tuple[Client, Health, Telemetry]:
     s = settings(cfg["checks"], **{k: v for k, v in cfg.items() if k != "checks"})
     telemetry = setup(s, registry=CollectorRegistry(), env={})
-    engine = engine_with(fakes, s, observers=telemetry.observers, tracer=telemetry.tracer)
-    telemetry.bind(engine)
-    app = make_app(engine, telemetry.routes, telemetry.middlewares, metrics=telemetry.metrics)
+    engine = engine_with(fakes, s, telemetry=telemetry)
+    app = make_app(
+        engine.views(),
+        telemetry.routes,
+        telemetry.middlewares,
+        metrics=telemetry.metrics,
+    )
     client = await serve(aiohttp_client, app)
     return client, engine, telemetry
 
@@ -158,7 +162,7 @@ async def test_draining_and_build_info(aiohttp_client: MakeClient) -> None:
     """Draining: healthd_draining 1 and readiness draining; build_info carries the version."""
     fakes, cfg = scenario()
     client, engine, _ = await wired(aiohttp_client, fakes, cfg)
-    engine.set_draining(True)
+    engine.drain()
     found = samples((await scrape(client))[0])
     assert value(found, "healthd_draining") == 1.0
     assert value(found, "healthd_state", group="readiness", state="draining") == 1.0

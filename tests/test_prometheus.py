@@ -50,8 +50,7 @@ async def exercised_registry() -> CollectorRegistry:
              "slow": FakeCheck([Outcome.TIMEOUT]), "warm": FakeCheck([Outcome.WARN])}  # fmt: skip
     registry = CollectorRegistry()
     telemetry = setup(s, registry=registry, env={})
-    engine = engine_with(fakes, s, observers=telemetry.observers)
-    telemetry.bind(engine)
+    engine = engine_with(fakes, s, telemetry=telemetry)
     await engine.evaluate("readiness", Deadline.after(2.0), fresh=True)
     assert telemetry.metrics is not None
     telemetry.metrics.probe("readyz", 200, 0.002, 2.0)

@@ -190,4 +190,4 @@ async def test_listen_address_change_needs_a_restart(tmp_path: Path) -> None:
     assert result.needs_restart == ["server.listen needs a restart; keeping 127.0.0.1:18099"]
     assert daemon.settings.server.listen == "127.0.0.1:18099"
     assert result.added == ["b"]
-    assert daemon.engine.spec("b") is not None
+    assert daemon.health.store.spec("b") is not None

@@ -14,7 +14,7 @@ from healthd.model import Outcome
 from healthd.observers import setup
 from healthd.testing import FakeCheck, ManualClock
 from healthd.web.probes import make_app
-from tests.helpers import engine_with, serve, settings
+from tests.helpers import engine_with, run_now, serve, settings
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -39,8 +39,8 @@ HEADERS = {
 async def test_unparseable_envoy_timeout_is_400(aiohttp_client: MakeClient, mode: str) -> None:
     """A bad x-envoy-expected-rq-timeout-ms is a 400 with one line, on the cached path too."""
     engine = engine_with({"db": FakeCheck()}, settings([{"name": "db", "mode": mode}]))
-    client = await serve(aiohttp_client, make_app(engine))
-    await engine.run_now("db")
+    client = await serve(aiohttp_client, make_app(engine.views()))
+    await run_now(engine, "db")
     assert (await client.get("/readyz")).status == 200  # background: the answer is now cached
     resp = await client.get("/readyz", headers={ENVOY: "soon"})
     assert resp.status == 400
@@ -56,7 +56,7 @@ async def test_first_budget_source_wins(aiohttp_client: MakeClient, first: int) 
     fake = FakeCheck()
     engine = engine_with({"db": fake}, settings([{"name": "db", "mode": "on_demand"}]),
                          clock=clock)  # fmt: skip
-    client = await serve(aiohttp_client, make_app(engine))
+    client = await serve(aiohttp_client, make_app(engine.views()))
     names = [name for name, _ in SOURCES[first:]]
     query = "?timeout=100ms" if "?timeout" in names else ""
     headers = {k: v for k, v in HEADERS.items() if k in names}
@@ -70,7 +70,7 @@ async def test_several_excludes(aiohttp_client: MakeClient) -> None:
     s = settings(
         [{"name": n, "mode": "on_demand"} for n in fakes], server={"show_details": "always"}
     )
-    client = await serve(aiohttp_client, make_app(engine_with(fakes, s)))
+    client = await serve(aiohttp_client, make_app(engine_with(fakes, s).views()))
     resp = await client.get("/readyz?verbose&exclude=a&exclude=b")
     assert resp.status == 200
     assert (await resp.text()).splitlines() == [
@@ -99,9 +99,8 @@ async def test_every_answer_is_no_store(
     """/metrics, unknown paths and checks (404) and wrong methods (405) say no-store."""
     s = settings([{"name": "db", "mode": "on_demand"}])
     telemetry = setup(s, registry=CollectorRegistry(), env={})
-    engine = engine_with({"db": FakeCheck()}, s, observers=telemetry.observers)
-    telemetry.bind(engine)
-    client = await serve(aiohttp_client, make_app(engine, telemetry.routes))
+    engine = engine_with({"db": FakeCheck()}, s, telemetry=telemetry)
+    client = await serve(aiohttp_client, make_app(engine.views(), telemetry.routes))
     resp = await client.request(method, path)
     assert resp.status == code
     assert resp.headers["Cache-Control"] == "no-store"

@@ -117,7 +117,7 @@ async def test_secrets_appear_in_no_output(
     details and ?verbose), /metrics or the log."""
     assert unhealthy_web.port is not None
     daemon, exporter = daemon_for(config(refused_port, unhealthy_web.port))
-    snapshot = await daemon.engine.evaluate("health", Deadline.after(5.0), fresh=True)
+    snapshot = await daemon.health.evaluate("health", Deadline.after(5.0), fresh=True)
     assert {c.name: c.status for c in snapshot.checks if c.kind != "loop"} == {
         name: Status.FAIL for name in ("pg", "my", "rd", "mq", "mt", "nt", "ht", "rm")
     }  # every error path ran
@@ -137,7 +137,7 @@ checks:
   - {{name: my, kind: mysql, dsn: "mysql://root:{s["mysql"]}@127.0.0.1:3306/test"}}
   - {{name: mq, kind: amqp, url: "amqp://guest:{s["amqp"]}@127.0.0.1:5672/"}}
 """)
-    snapshot = await daemon.engine.evaluate("health", Deadline.after(5.0), fresh=True)
+    snapshot = await daemon.health.evaluate("health", Deadline.after(5.0), fresh=True)
     failed = {c.name: (c.status, c.last.reason.value if c.last else None)
               for c in snapshot.checks if c.kind != "loop"}  # fmt: skip
     assert failed == {n: (Status.FAIL, "auth_failed") for n in ("my", "mq")}

@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from healthd.engine import Engine
 from healthd.errors import ConfigError
+from healthd.health import Health
 from healthd.model import CheckResult, CheckState, Outcome, PastRun, Reason, State, Status
 from healthd.web.probes import make_app
 from healthd.web.status import STRIP, CheckRow, Page, availability, render_page
@@ -127,11 +127,11 @@ def test_without_details_only_the_groups() -> None:
     assert "server.show_details" in html
 
 
-def quiet(**server: object) -> Engine:
+def quiet(**server: object) -> Health:
     checks = [
         {"name": n, "interval": "1h", "timeout": "1s", "flapping": "off"} for n in ("db", "cache")
     ]
-    return Engine(settings(checks, server=server))
+    return Health(settings=settings(checks, server=server))
 
 
 async def test_status_over_http(aiohttp_client: MakeClient) -> None:
@@ -140,7 +140,7 @@ async def test_status_over_http(aiohttp_client: MakeClient) -> None:
     db = engine.store.spec("db")
     assert db is not None
     engine.store.record(db, result("db", Outcome.FAIL, NASTY))
-    client = await aiohttp_client(make_app(engine))
+    client = await aiohttp_client(make_app(engine.views()))
     anonymous = await client.get("/status")
     assert anonymous.status == 200
     assert anonymous.content_type == "text/html"
@@ -160,7 +160,7 @@ async def test_status_over_http(aiohttp_client: MakeClient) -> None:
 def test_the_store_keeps_the_last_history_results_per_check() -> None:
     """A bounded deque per check: the newest `history` results, oldest first; a reload
     with another size keeps the newest; 0 keeps none."""
-    engine = Engine(settings([{"name": "db", "flapping": "off"}], history=5))
+    engine = Health(settings=settings([{"name": "db", "flapping": "off"}], history=5))
     spec = engine.store.spec("db")
     assert spec is not None
     for i in range(8):
@@ -178,7 +178,7 @@ def test_the_store_keeps_the_last_history_results_per_check() -> None:
 
 def test_a_kept_result_shares_the_message_of_the_one_before() -> None:
     """The same message run after run is held once (a steady check costs its floats)."""
-    engine = Engine(settings([{"name": "db"}]))
+    engine = Health(settings=settings([{"name": "db"}]))
     spec = engine.store.spec("db")
     assert spec is not None
     for _ in range(3):
@@ -189,7 +189,7 @@ def test_a_kept_result_shares_the_message_of_the_one_before() -> None:
 
 def test_since_is_the_last_status_change() -> None:
     """The store remembers when each check's status last changed (the page's "for 5m")."""
-    engine = Engine(settings([{"name": "db", "flapping": "off"}]))
+    engine = Health(settings=settings([{"name": "db", "flapping": "off"}]))
     spec = engine.store.spec("db")
     assert spec is not None
     assert engine.store.since("db") is None
@@ -221,7 +221,7 @@ async def test_health_history_query(aiohttp_client: MakeClient) -> None:
     assert spec is not None
     for i in range(4):
         engine.store.record(spec, result("db", Outcome.PASS if i % 2 else Outcome.FAIL, f"r{i}"))
-    client = await aiohttp_client(make_app(engine))
+    client = await aiohttp_client(make_app(engine.views()))
     body = await (await client.get("/health?history=2", headers=BEARER)).json()
     entries = body["checks"]["db"]["history"]
     assert [e["message"] for e in entries] == ["r2", "r3"]
@@ -262,12 +262,12 @@ async def test_a_big_page_is_rendered_off_the_event_loop(
     monkeypatch.setattr(status, "render_page", spy)
     names = [f"c{i}" for i in range(60)]
     checks = [{"name": n, "interval": "1h", "timeout": "1s"} for n in names]
-    engine = Engine(settings(checks, server={"show_details": "always"}))
-    client = await aiohttp_client(make_app(engine))
+    engine = Health(settings=settings(checks, server={"show_details": "always"}))
+    client = await aiohttp_client(make_app(engine.views()))
     text = await (await client.get("/status")).text()
     assert all(f'id="check-{n}"' in text for n in names)
     assert threads[-1].startswith("healthd-status")
-    small = Engine(settings([{"name": "db"}], server={"show_details": "always"}))
-    client = await aiohttp_client(make_app(small))
+    small = Health(settings=settings([{"name": "db"}], server={"show_details": "always"}))
+    client = await aiohttp_client(make_app(small.views()))
     await client.get("/status")
     assert threads[-1] == threading.main_thread().name

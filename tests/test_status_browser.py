@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from healthd.engine import Engine
+from healthd.health import Health
 from healthd.web.probes import make_app
 from tests.browser import Browser, Page
 from tests.conftest import free_port
@@ -22,14 +22,14 @@ MakeServer = Callable[..., Awaitable[TestServer]]
 STATUS = "el => el.querySelector('[data-role=status]').textContent"
 
 
-def engine_for(port: int, refused: int) -> Engine:
+def engine_for(port: int, refused: int) -> Health:
     checks: list[dict[str, Any]] = [
         {"name": "api", "address": f"127.0.0.1:{port}", "interval": "200ms", "timeout": "100ms"},
         {"name": "db", "address": f"127.0.0.1:{refused}", "interval": "200ms", "timeout": "100ms"},
         {"name": "cache", "address": f"127.0.0.1:{refused}", "interval": "200ms",
          "timeout": "100ms", "critical": False, "flapping": "off"},
     ]  # fmt: skip
-    return Engine(settings(checks, server={"show_details": "always"}))
+    return Health(settings=settings(checks, server={"show_details": "always"}))
 
 
 @contextlib.asynccontextmanager
@@ -44,7 +44,7 @@ async def status_page(
     engine = engine_for(port, refused)
     engine.start()
     try:
-        server = await aiohttp_server(make_app(engine))
+        server = await aiohttp_server(make_app(engine.views()))
         async with asyncio.timeout(5):
             while any(engine.store.check(n).last is None for n in first):  # type: ignore[union-attr]
                 await asyncio.sleep(0.02)

@@ -21,8 +21,8 @@ from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 
 from healthd.deadline import Deadline
-from healthd.engine import Engine
 from healthd.errors import ConfigError
+from healthd.health import Health
 from healthd.model import Outcome
 from healthd.observers import Telemetry, setup, tracing
 from healthd.testing import FakeCheck
@@ -39,14 +39,13 @@ TRACEPARENT = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}
 
 def traced(
     fakes: dict[str, FakeCheck], checks: list[dict[str, Any]], **top: Any
-) -> tuple[Engine, Telemetry, InMemorySpanExporter]:
+) -> tuple[Health, Telemetry, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     s = settings(checks, **top)
     telemetry = setup(
         s, registry=CollectorRegistry(), env={}, span_processor=SimpleSpanProcessor(exporter)
     )
-    engine = engine_with(fakes, s, observers=telemetry.observers, tracer=telemetry.tracer)
-    telemetry.bind(engine)
+    engine = engine_with(fakes, s, telemetry=telemetry)
     return engine, telemetry, exporter
 
 
@@ -67,7 +66,9 @@ async def test_evaluate_parents_check_spans_in_callers_trace(aiohttp_client: Mak
     checks: list[dict[str, Any]] = [{"name": "db", "mode": "on_demand", "timeout": "300ms"},
               {"name": "cache", "mode": "on_demand", "critical": False}]  # fmt: skip
     engine, telemetry, exporter = traced(fakes, checks)
-    client = await serve(aiohttp_client, make_app(engine, telemetry.routes, telemetry.middlewares))
+    client = await serve(
+        aiohttp_client, make_app(engine.views(), telemetry.routes, telemetry.middlewares)
+    )
     assert (await client.get("/readyz?timeout=2s", headers=TRACEPARENT)).status == 200
     spans = exporter.get_finished_spans()
     [evaluate] = named(spans, "healthd.evaluate")

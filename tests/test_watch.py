@@ -17,8 +17,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from healthd.checks.base import SpecBase
-from healthd.engine import Engine
 from healthd.events import Observer
+from healthd.health import Health
 from healthd.model import CheckResult, CheckState, Outcome, Reason
 from healthd.watchers import Watchers
 from healthd.web.probes import WATCH, make_app
@@ -40,7 +40,7 @@ def result(name: str, outcome: Outcome, message: str = "") -> CheckResult:
     )
 
 
-def flip(engine: Engine, name: str, outcome: Outcome, message: str = "") -> None:
+def flip(engine: Health, name: str, outcome: Outcome, message: str = "") -> None:
     """Record one result for `name` (a transition when its status changes)."""
     spec = engine.store.spec(name)
     assert spec is not None
@@ -49,9 +49,9 @@ def flip(engine: Engine, name: str, outcome: Outcome, message: str = "") -> None
 
 @contextlib.asynccontextmanager
 async def served(
-    aiohttp_server: MakeServer, engine: Engine, watchers: Watchers | None = None
+    aiohttp_server: MakeServer, engine: Health, watchers: Watchers | None = None
 ) -> AsyncIterator[tuple[TestServer, aiohttp.ClientSession]]:
-    server = await aiohttp_server(make_app(engine, watchers=watchers))
+    server = await aiohttp_server(make_app(engine.views(), watchers=watchers))
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         yield server, session
@@ -61,12 +61,12 @@ def url(server: TestServer, path: str) -> str:
     return str(server.make_url(path))
 
 
-def quiet_engine(names: tuple[str, ...] = ("db", "cache"), **top: Any) -> Engine:
+def quiet_engine(names: tuple[str, ...] = ("db", "cache"), **top: Any) -> Health:
     """An engine whose checks never run by themselves: tests record results by hand (flap
     detection off: every flip is a transition)."""
     checks = [{"name": n, "interval": "1h", "timeout": "1s", "flapping": "off"} for n in names]
     top.setdefault("server", {"show_details": "always"})
-    engine = Engine(settings(checks, **top))
+    engine = Health(settings=settings(checks, **top))
     for name in names:
         flip(engine, name, Outcome.PASS)
     return engine
@@ -95,7 +95,7 @@ async def test_a_port_closing_arrives_as_an_event_within_the_interval(
     checks = [
         {"name": "db", "address": f"127.0.0.1:{port}", "interval": "200ms", "timeout": "100ms"}
     ]
-    engine = Engine(settings(checks, server={"show_details": "always"}), observers=[seen])
+    engine = Health(settings=settings(checks, server={"show_details": "always"}), observers=[seen])
     engine.start()
     try:
         async with (

@@ -1,4 +1,9 @@
-"""The check kinds. `CheckSpec` below is the only list of them: one module, one line."""
+"""The check kinds. `CheckSpec` below is the only list of them: one module, one line.
+
+Each kind's spec is also its public constructor in code: `checks.Tcp(name="db",
+address="db:5432")` is what `{name: db, kind: tcp, address: "db:5432"}` is in a file.
+`checks.Func(name, fn)` is the in-process check (func.py), which no file can hold.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +11,40 @@ from typing import Annotated, get_args
 
 from pydantic import Field
 
-from healthd.checks.amqp import AmqpSpec
+from healthd.checks.amqp import AmqpSpec as Amqp
 from healthd.checks.base import Check, SpecBase
-from healthd.checks.disk import DiskSpec
-from healthd.checks.dns import DnsSpec
-from healthd.checks.exec import ExecSpec
-from healthd.checks.grpc import GrpcSpec
-from healthd.checks.heartbeat import HeartbeatSpec
-from healthd.checks.http import HttpSpec
-from healthd.checks.loop import LoopSpec
-from healthd.checks.mqtt import MqttSpec
-from healthd.checks.mysql import MysqlSpec
-from healthd.checks.nats import NatsSpec
-from healthd.checks.postgres import PostgresSpec
-from healthd.checks.redis import RedisSpec
-from healthd.checks.remote import RemoteSpec
-from healthd.checks.tcp import TcpSpec
+from healthd.checks.disk import DiskSpec as Disk
+from healthd.checks.dns import DnsSpec as Dns
+from healthd.checks.exec import ExecSpec as Exec
+from healthd.checks.func import Func, FuncSpec, Warn
+from healthd.checks.grpc import GrpcSpec as Grpc
+from healthd.checks.heartbeat import HeartbeatSpec as Heartbeat
+from healthd.checks.http import HttpSpec as Http
+from healthd.checks.loop import LoopSpec as Loop
+from healthd.checks.mqtt import MqttSpec as Mqtt
+from healthd.checks.mysql import MysqlSpec as Mysql
+from healthd.checks.nats import NatsSpec as Nats
+from healthd.checks.postgres import PostgresSpec as Postgres
+from healthd.checks.redis import RedisSpec as Redis
+from healthd.checks.remote import RemoteSpec as Remote
+from healthd.checks.tcp import TcpSpec as Tcp
 
 CheckSpec = Annotated[
-    TcpSpec
-    | LoopSpec
-    | HttpSpec
-    | DnsSpec
-    | ExecSpec
-    | DiskSpec
-    | RemoteSpec
-    | AmqpSpec
-    | MqttSpec
-    | NatsSpec
-    | GrpcSpec
-    | PostgresSpec
-    | MysqlSpec
-    | RedisSpec
-    | HeartbeatSpec,
+    Tcp
+    | Loop
+    | Http
+    | Dns
+    | Exec
+    | Disk
+    | Remote
+    | Amqp
+    | Mqtt
+    | Nats
+    | Grpc
+    | Postgres
+    | Mysql
+    | Redis
+    | Heartbeat,
     Field(discriminator="kind"),
 ]
 
@@ -49,4 +55,28 @@ SPECS: dict[str, type[SpecBase]] = {
 """Each kind's spec class by name, read from the union (the only list of kinds)."""
 KINDS: tuple[str, ...] = tuple(SPECS)
 
-__all__ = ["KINDS", "SPECS", "Check", "CheckSpec", "SpecBase"]
+__all__ = [
+    "KINDS",
+    "SPECS",
+    "Amqp",
+    "Check",
+    "CheckSpec",
+    "Disk",
+    "Dns",
+    "Exec",
+    "Func",
+    "FuncSpec",
+    "Grpc",
+    "Heartbeat",
+    "Http",
+    "Loop",
+    "Mqtt",
+    "Mysql",
+    "Nats",
+    "Postgres",
+    "Redis",
+    "Remote",
+    "SpecBase",
+    "Tcp",
+    "Warn",
+]

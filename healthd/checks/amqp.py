@@ -47,7 +47,7 @@ class AmqpSpec(BrokerSpec):
     imports: ClassVar[tuple[str, ...]] = ("pamqp.commands", "pamqp.frame", "pamqp.header")
     extra: ClassVar[str] = "amqp"
 
-    kind: Literal["amqp"]
+    kind: Literal["amqp"] = "amqp"
 
     @classmethod
     def endpoint_of(cls, url: str) -> Endpoint:

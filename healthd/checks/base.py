@@ -123,8 +123,21 @@ FlapOrOff = Annotated[
 """`flapping: {window: 20, high: 50%, low: 25%}`, or `flapping: off`."""
 
 
+def _kind_required(schema: dict[str, Any]) -> None:
+    """A kind's `kind` has a default (so `checks.Tcp(...)` needs none in code), but a file
+    must say it: the schema says so too."""
+    if "kind" in schema.get("properties", {}):
+        required = schema.setdefault("required", [])
+        if "kind" not in required:
+            required.insert(0, "kind")
+
+
 class SpecBase(Model):
     """Keys every check takes (DESIGN §4). Kinds subclass this and add `kind` and their own."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True, json_schema_extra=_kind_required
+    )
 
     # Optional-extra bookkeeping: modules the kind imports lazily, and the extra providing them.
     requires: ClassVar[tuple[str, ...]] = ()

@@ -49,7 +49,7 @@ def format_bytes(size: float) -> str:
 
 
 class DiskSpec(SpecBase):
-    kind: Literal["disk"]
+    kind: Literal["disk"] = "disk"
     path: str = Field(default="/", min_length=1, description="any path on the filesystem")
     warn_free_percent: float = Field(default=10.0, ge=0, le=100)
     fail_free_percent: float = Field(default=5.0, ge=0, le=100)

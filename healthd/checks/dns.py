@@ -56,7 +56,7 @@ def _shown(records: list[str]) -> str:
 
 
 class DnsSpec(SpecBase):
-    kind: Literal["dns"]
+    kind: Literal["dns"] = "dns"
     host: str = Field(min_length=1, max_length=253, description="the name to resolve")
     record_type: RecordType = "A"
     resolver: str = Field(default="system", description='"system" or a nameserver IP[:port]')

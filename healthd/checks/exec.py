@@ -82,7 +82,7 @@ def _signal_group(pgid: int, signum: signal.Signals) -> None:
 
 
 class ExecSpec(SpecBase):
-    kind: Literal["exec"]
+    kind: Literal["exec"] = "exec"
     command: list[str] = Field(min_length=1, description="argv; no shell unless you run one")
     env: dict[str, SecretStr] = Field(
         default_factory=dict, description="added to a minimal environment (PATH, LANG)"

@@ -25,7 +25,7 @@ class GrpcSpec(SpecBase):
     imports: ClassVar[tuple[str, ...]] = ("grpc.aio", "grpc_health.v1.health_pb2_grpc")
     extra: ClassVar[str] = "grpc"
 
-    kind: Literal["grpc"]
+    kind: Literal["grpc"] = "grpc"
     target: str = Field(pattern=ADDRESS_PATTERN, description="host:port of the gRPC server")
     service: str = Field(default="", description='service name to ask about; "" = the server')
     tls: bool = False

@@ -22,7 +22,7 @@ from healthd.model import Observation, Outcome, Reason
 
 
 class HeartbeatSpec(SpecBase):
-    kind: Literal["heartbeat"]
+    kind: Literal["heartbeat"] = "heartbeat"
     ttl: Duration
 
     @model_validator(mode="after")

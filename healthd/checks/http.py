@@ -22,10 +22,10 @@ import aiohttp
 from aiohttp.client_reqrep import ClientRequest
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
-from opentelemetry import propagate
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 import healthd
+from healthd import tracecontext
 from healthd.checks.base import Context, SpecBase
 from healthd.checks.urls import redact
 from healthd.deadline import Deadline
@@ -59,7 +59,7 @@ def check_url(url: SecretStr) -> SecretStr:
 def onward_headers(deadline: Deadline, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Headers for an onward call: ours, the remaining budget and W3C trace context."""
     headers = {"User-Agent": USER_AGENT, **(extra or {}), **deadline.headers()}
-    propagate.inject(headers)
+    tracecontext.inject(headers)
     return headers
 
 
@@ -184,7 +184,7 @@ def _same(actual: Any, expected: JsonScalar) -> bool:
 
 
 class HttpSpec(SpecBase):
-    kind: Literal["http"]
+    kind: Literal["http"] = "http"
     url: SecretStr = Field(description="http(s) URL; userinfo and query are redacted in output")
     method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
     headers: dict[str, SecretStr] = Field(default_factory=dict)

@@ -21,7 +21,7 @@ from healthd.model import Observation, Outcome, Reason
 class LoopSpec(SpecBase):
     spread_first_run = False  # costs nothing, and /livez waits on it: run at start
 
-    kind: Literal["loop"]
+    kind: Literal["loop"] = "loop"
     warn_lag: Duration = 0.1
     fail_lag: Duration = 1.0
 

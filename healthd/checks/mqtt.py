@@ -67,7 +67,7 @@ def connect_packet(client_id: str, username: str, password: str) -> bytes:
 
 
 class MqttSpec(BrokerSpec):
-    kind: Literal["mqtt"]
+    kind: Literal["mqtt"] = "mqtt"
 
     @classmethod
     def endpoint_of(cls, url: str) -> Endpoint:

@@ -59,7 +59,7 @@ class MysqlSpec(SpecBase):
     imports: ClassVar[tuple[str, ...]] = ("aiomysql",)
     extra: ClassVar[str] = "mysql"
 
-    kind: Literal["mysql"]
+    kind: Literal["mysql"] = "mysql"
     dsn: SecretStr = Field(description="mysql://user:password@host:port/db")
     query: str = Field(default="SELECT 1", min_length=1)
 

@@ -35,7 +35,7 @@ def _endpoint(url: str) -> Endpoint:
 
 
 class NatsSpec(BrokerSpec):
-    kind: Literal["nats"]
+    kind: Literal["nats"] = "nats"
 
     @classmethod
     def endpoint_of(cls, url: str) -> Endpoint:

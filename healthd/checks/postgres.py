@@ -33,7 +33,7 @@ class PostgresSpec(SpecBase):
     imports: ClassVar[tuple[str, ...]] = ("asyncpg",)
     extra: ClassVar[str] = "postgres"
 
-    kind: Literal["postgres"]
+    kind: Literal["postgres"] = "postgres"
     dsn: SecretStr = Field(description="postgresql://user:password@host:port/db?sslmode=...")
     query: str = Field(default="SELECT 1", min_length=1)
 

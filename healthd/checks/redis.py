@@ -30,7 +30,7 @@ class RedisSpec(SpecBase):
     imports: ClassVar[tuple[str, ...]] = ("redis.asyncio", "redis.asyncio.retry", "redis.backoff")
     extra: ClassVar[str] = "redis"
 
-    kind: Literal["redis"]
+    kind: Literal["redis"] = "redis"
     url: SecretStr = Field(
         description="redis://[[user]:password@]host:port/db, or rediss:// for TLS"
     )

@@ -46,7 +46,7 @@ class RemoteUnhealthy(CheckFailed):
 
 
 class RemoteSpec(SpecBase):
-    kind: Literal["remote"]
+    kind: Literal["remote"] = "remote"
     url: SecretStr = Field(description="the other healthd's /readyz or /health")
     token: SecretStr | None = Field(default=None, description="bearer token to see its details")
 

@@ -25,7 +25,7 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 class TcpSpec(SpecBase):
-    kind: Literal["tcp"]
+    kind: Literal["tcp"] = "tcp"
     address: str = Field(pattern=ADDRESS_PATTERN, description="host:port to connect to")
 
     def build(self, context: Context | None = None) -> TcpCheck:

@@ -265,6 +265,12 @@ class Fleet:
     async def give_slot(self) -> None:
         await self.slots.give(self.connected)
 
+    def describe(self) -> dict[str, Any]:
+        """GET /admin/fleet's body (exposed.py)."""
+        from healthd.fleet.exposed import describe  # exposed.py reads this module
+
+        return describe(self)
+
     @property
     def slot(self) -> int | None:
         return self.slots.held

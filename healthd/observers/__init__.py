@@ -1,7 +1,9 @@
 """Observers: metrics, traces and logs, each reacting to what the store records.
 
-`setup(settings)` builds them once at start-up; the daemon wires the result in and
-calls `shutdown()` last, so telemetry is flushed before exit.
+`setup(settings)` builds what a shell sets up once per process (the OpenTelemetry SDK
+from OTEL_* variables, the metrics registry) and hands the metrics and the tracer to its
+`Health`, which owns the observers; the shell calls `shutdown()` last, so telemetry is
+flushed before exit.
 
     metrics.py  Prometheus: counters/histograms from results and probes + a scrape-time collector
     tracing.py  OpenTelemetry SDK from OTEL_* variables, trace continuation, outcome sampling
@@ -20,7 +22,6 @@ from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry
 
 from healthd.config import Settings
-from healthd.engine import Engine
 from healthd.events import Observer
 from healthd.observers import tracing
 from healthd.observers.log import TransitionLog
@@ -29,19 +30,15 @@ from healthd.observers.metrics import Metrics
 
 @dataclass(slots=True)
 class Telemetry:
-    """What the daemon wires in: store observers, extra probe routes, a tracer, a flush."""
+    """What a shell wires in: the metrics (for its Health), extra probe routes, a tracer,
+    trace continuation, and the flush."""
 
-    observers: list[Observer] = field(default_factory=list)
+    observers: list[Observer] = field(default_factory=list)  # the transition log
     routes: list[web.RouteDef] = field(default_factory=list)
     tracer: Tracer | None = None
     middlewares: list[Middleware] = field(default_factory=list)
     metrics: Metrics | None = None
     provider: TracerProvider | None = None
-
-    def bind(self, engine: Engine) -> None:
-        """Called once the engine exists, for collectors that read its store at scrape time."""
-        if self.metrics is not None:
-            self.metrics.bind(engine.store, engine.lag)
 
     def shutdown(self) -> None:
         """Flush and stop exporters (called once, last thing before exit)."""
@@ -66,7 +63,7 @@ def setup(
     metrics = Metrics(registry)
     provider = tracing.provider(settings.tracing.sample_passing, env, span_processor)
     return Telemetry(
-        observers=[metrics, TransitionLog()],
+        observers=[TransitionLog()],
         routes=[metrics.route()],
         tracer=provider.get_tracer("healthd") if provider is not None else None,
         middlewares=[tracing.continue_trace] if provider is not None else [],

@@ -20,7 +20,6 @@ import sys
 from collections.abc import Mapping
 
 from aiohttp import web
-from opentelemetry import context, propagate
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
@@ -31,6 +30,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
+from healthd import tracecontext
 from healthd.errors import ConfigError
 from healthd.web.base import Handler
 
@@ -136,8 +136,5 @@ def provider(
 @web.middleware
 async def continue_trace(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Continue the caller's trace (`traceparent`): our spans become children of its span."""
-    token = context.attach(propagate.extract(request.headers))
-    try:
+    with tracecontext.continued(request.headers):
         return await handler(request)
-    finally:
-        context.detach(token)

@@ -27,12 +27,11 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 import healthd
-from healthd.deadline import Deadline
-from healthd.engine import Engine
-from healthd.fleet import exposed
-from healthd.fleet.agent import Fleet
+from healthd.fleet.slots import Taken
 from healthd.groups import HEALTH
-from healthd.model import Beat
+from healthd.health import Views
+from healthd.model import CheckResult
+from healthd.store import Store
 from healthd.web import base, render
 
 log = logging.getLogger("healthd.admin")
@@ -51,25 +50,45 @@ class ReloadResult:
 
 
 class Control(Protocol):
-    """What the admin API steers besides the engine: the daemon (lifecycle.Daemon)."""
+    """What the admin API steers: the shell around the core (lifecycle.Daemon), which
+    passes drain, ready and heartbeats on to its Health."""
 
     @property
     def shutting_down(self) -> bool: ...
+
+    @property
+    def draining(self) -> bool: ...
+
+    def drain(self) -> None: ...
+
+    def ready(self) -> None: ...
+
+    async def beat(self, name: str, status: str, message: str) -> CheckResult: ...
 
     async def reload(self) -> ReloadResult: ...
 
     def info(self) -> dict[str, Any]: ...
 
 
-ENGINE = web.AppKey("engine", Engine)
+class Slots(Protocol):
+    """What the admin API asks of a fleet (fleet/agent.Fleet): drain slots and its view."""
+
+    async def take_slot(self, force: bool = False) -> Taken: ...
+
+    async def give_slot(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+VIEWS = web.AppKey("views", Views)
 CONTROL = web.AppKey("control", Control)
-FLEET = web.AppKey("fleet", Fleet)
+FLEET = web.AppKey("fleet", Slots)
 YES = ("", "1", "true", "yes")
 
 
-def state_view(engine: Engine) -> dict[str, Any]:
-    """Everything the store knows, in full: checks, groups, in-flight runs, draining."""
-    store = engine.store
+def state_view(store: Store, running: dict[str, float]) -> dict[str, Any]:
+    """Everything the store knows, in full: checks, groups, `running` runs (their age in
+    seconds), draining."""
     snapshot = store.snapshot(HEALTH)
     checks: dict[str, Any] = {}
     for state in snapshot.checks:
@@ -83,7 +102,7 @@ def state_view(engine: Engine) -> dict[str, Any]:
                 groups=store.groups_of(state.name),
             )
         checks[state.name] = view
-    inflight = {n: {"age_ms": round(age * 1000, 1)} for n, age in engine.runs.inflight().items()}
+    inflight = {n: {"age_ms": round(age * 1000, 1)} for n, age in running.items()}
     return {
         "version": healthd.__version__,
         "state_version": snapshot.generation,
@@ -98,7 +117,7 @@ def state_view(engine: Engine) -> dict[str, Any]:
 @web.middleware
 async def require_token(request: web.Request, handler: base.Handler) -> web.StreamResponse:
     """401 unless the bearer token matches; the token is read per request (reloads apply)."""
-    token = request.app[ENGINE].settings.server.token.get_secret_value()
+    token = request.app[VIEWS].settings().server.token.get_secret_value()
     if not base.authorized(request, token):
         response = base.error(401, "missing or wrong bearer token")
         response.headers["WWW-Authenticate"] = 'Bearer realm="healthd-admin"'
@@ -107,9 +126,9 @@ async def require_token(request: web.Request, handler: base.Handler) -> web.Stre
 
 
 async def drain(request: web.Request) -> web.Response:
-    engine, fleet = request.app[ENGINE], request.app.get(FLEET)
+    control, fleet = request.app[CONTROL], request.app.get(FLEET)
     body: dict[str, Any] = {"draining": True}
-    if fleet is not None and not engine.draining:
+    if fleet is not None and not control.draining:
         taken = await fleet.take_slot(force=request.query.get("force", "0").lower() in YES)
         if not taken.ok:
             held = ", ".join(taken.holders) or "nobody: max_draining is 0"
@@ -118,22 +137,22 @@ async def drain(request: web.Request) -> web.Response:
                 {"error": message, "holders": taken.holders}, status=409, headers=base.NO_STORE
             )
         body |= {"slot": taken.slot} | ({"note": taken.note} if taken.note else {})
-    if not engine.draining:
+    if not control.draining:
         log.info("admin: drain requested (readiness now fails)")
-    engine.set_draining(True)
+    control.drain()
     return web.json_response(body)
 
 
 async def ready(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    if request.app[CONTROL].shutting_down:
+    control = request.app[CONTROL]
+    if control.shutting_down:
         return base.error(409, "shutting down: draining cannot be left")
-    if engine.draining:
+    if control.draining:
         log.info("admin: ready requested (leaving draining)")
     fleet = request.app.get(FLEET)
     if fleet is not None:
         await fleet.give_slot()
-    engine.set_draining(False)
+    control.ready()
     return web.json_response({"draining": False})
 
 
@@ -153,11 +172,11 @@ async def fleet_view(request: web.Request) -> web.Response:
     fleet = request.app.get(FLEET)
     if fleet is None:
         return base.error(404, "no fleet: the config has no `fleet:` section")
-    return web.json_response(exposed.describe(fleet))
+    return web.json_response(fleet.describe())
 
 
 async def state(request: web.Request) -> web.Response:
-    body = state_view(request.app[ENGINE]) | request.app[CONTROL].info()
+    body = request.app[CONTROL].info()
     return web.json_response(body)
 
 
@@ -182,19 +201,18 @@ def _beat_body(raw: bytes) -> tuple[str, str]:
 
 async def heartbeat(request: web.Request) -> web.Response:
     """Post the beat to the store, run the check at once, answer with its state."""
-    engine = request.app[ENGINE]
+    store = request.app[VIEWS].store
     name = request.match_info["check"]
-    spec = engine.store.spec(name)
+    spec = store.spec(name)
     if spec is None or spec.kind != "heartbeat":
         return base.error(404, f"no heartbeat check {name!r:.70}")
     raw = await request.read()  # client_max_size: above 64 KiB → 413 (base.guard)
     try:
         status, message = _beat_body(raw)
-        engine.store.post_beat(name, Beat.parse(status, message, engine.clock()))
+        result = await request.app[CONTROL].beat(name, status, message)
     except ValueError as exc:
         return base.error(400, str(exc))
-    result = await engine.runs.join(name, Deadline.after(spec.timeout, engine.clock))
-    after = engine.store.check(name)
+    after = store.check(name)
     return web.json_response(
         {
             "check": name,
@@ -206,16 +224,16 @@ async def heartbeat(request: web.Request) -> web.Response:
 
 
 def make_admin_app(
-    engine: Engine,
+    views: Views,
     control: Control,
     middlewares: Sequence[Middleware] = (),
-    fleet: Fleet | None = None,
+    fleet: Slots | None = None,
 ) -> web.Application:
     """The admin application; `middlewares` run inside the token check (the daemon's tracker)."""
     app = web.Application(
         client_max_size=base.MAX_BODY, middlewares=[base.guard, require_token, *middlewares]
     )
-    app[ENGINE] = engine
+    app[VIEWS] = views
     app[CONTROL] = control
     if fleet is not None:
         app[FLEET] = fleet

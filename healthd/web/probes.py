@@ -24,9 +24,9 @@ from multidict import MultiMapping
 
 from healthd.config import Settings
 from healthd.deadline import Budgets, Deadline
-from healthd.engine import Engine
 from healthd.errors import BudgetError
 from healthd.groups import CHECK_PATHS, ENDPOINTS, GROUPS
+from healthd.health import Views
 from healthd.model import State
 from healthd.runs import Evaluation
 from healthd.store import Store
@@ -34,7 +34,7 @@ from healthd.watchers import Watchers
 from healthd.web import render, status, watch
 from healthd.web.base import MAX_BODY, Handler, InFlight, authorized, error
 
-ENGINE = web.AppKey("engine", Engine)
+VIEWS = web.AppKey("views", Views)
 WATCH = web.AppKey("watch", watch.Watch)  # tests shorten its keep-alive and stall times
 JSON = "application/json"
 CACHED_HEADERS = {"Content-Type": JSON, "Cache-Control": "no-store"}
@@ -49,7 +49,8 @@ class ProbeCounter(Protocol):
 
 
 class Answers:
-    """What the answers take from the settings, rebuilt when a reload replaces them."""
+    """What the answers take from the settings, rebuilt when a reload replaces them
+    (`Probes.reconfigure`, told by the core: the hot path never polls for it)."""
 
     __slots__ = (
         "always", "budgets", "by_state", "cacheable", "known", "margin", "settings", "token"
@@ -97,14 +98,17 @@ class Answers:
 class Probes:
     """The probe handlers of one app, sharing the settings-derived answers and a renderer."""
 
-    def __init__(self, engine: Engine, inflight: InFlight, metrics: ProbeCounter | None) -> None:
-        self.engine, self.inflight, self.metrics = engine, inflight, metrics
+    def __init__(self, views: Views, inflight: InFlight, metrics: ProbeCounter | None) -> None:
+        self.views, self.store, self.inflight, self.metrics = views, views.store, inflight, metrics
         self.renderer = render.Renderer()
-        self._answers = Answers(engine.settings, engine.store)
+        self._answers = Answers(views.settings(), views.store)
+        views.on_reload(self.reconfigure)
+
+    def reconfigure(self, settings: Settings) -> None:
+        """A reload swapped the settings (the store was configured from them first)."""
+        self._answers = Answers(settings, self.store)
 
     def answers(self) -> Answers:
-        if self._answers.settings is not self.engine.settings:
-            self._answers = Answers(self.engine.settings, self.engine.store)
         return self._answers
 
     def front(self, server: web.Server) -> None:
@@ -114,7 +118,7 @@ class Probes:
         answer the long way (so an app served without this front is still right)."""
         routed = server.request_handler
         hot = {f"/{name}": (name, group) for name, group in ENDPOINTS.items()}
-        engine, store, inflight = self.engine, self.engine.store, self.inflight
+        store, inflight = self.store, self.inflight
         count = self.metrics.probe if self.metrics is not None else None
         unknown = _UNKNOWN
 
@@ -127,8 +131,6 @@ class Probes:
                 started = perf_counter()
                 endpoint, group = target
                 answers = self._answers
-                if answers.settings is not engine.settings:
-                    answers = self.answers()
                 if group in answers.cacheable:
                     budget = answers.known.get(request.raw_headers, unknown)
                     if budget is unknown:
@@ -155,9 +157,9 @@ class Probes:
     async def answer(
         self, request: web.Request, endpoint: str, group: str, started: float
     ) -> web.Response:
-        engine, answers = self.engine, self.answers()
+        views, answers = self.views, self._answers
         check = request.match_info.get("check")
-        if check is not None and not engine.store.has(group, check):
+        if check is not None and not self.store.has(group, check):
             return error(404, f"no check {check!r} in group {group!r}")
         try:
             budget = answers.budgets.parse(request.query, request.headers)
@@ -166,9 +168,9 @@ class Probes:
         history = _history(request.query)
         if isinstance(history, web.Response):
             return history
-        deadline = Deadline(engine.clock() + budget - answers.margin, engine.clock)
+        deadline = Deadline.within(budget, answers.margin, self.store.clock)
         with self.inflight.track(request):
-            evaluation = await _evaluate(request, engine, group, deadline, check)
+            evaluation = await _evaluate(request, views, group, deadline, check)
         if isinstance(evaluation, web.Response):
             return evaluation  # a bad parameter: 400
         response = self.respond(request, endpoint, evaluation, answers, history)
@@ -187,21 +189,21 @@ class Probes:
         code, status_only = answers.by_state[evaluation.state]
         details = answers.details(request)
         if "verbose" in request.query:
-            snapshot = evaluation.snapshot(self.engine.store)
+            snapshot = evaluation.snapshot(self.store)
             text = render.render_verbose(snapshot, endpoint, code < 400, details)
             return web.Response(text=text, status=code)
         if render.HEALTH_JSON in request.headers.get("Accept", ""):
-            snapshot = evaluation.snapshot(self.engine.store)
+            snapshot = evaluation.snapshot(self.store)
             body = self.renderer.health_json(snapshot, details)
             return web.Response(body=body, status=code, content_type=render.HEALTH_JSON)
         if details and history is not None:  # `?history=N`: per request, never cached
-            store = self.engine.store
+            store = self.store
             view = render.snapshot_view(
                 evaluation.snapshot(store), True, lambda name: store.history(name, history)
             )
             return web.Response(body=render.dumps(view), status=code, content_type=JSON)
         if details:
-            body = self.renderer.json(evaluation.snapshot(self.engine.store), True)
+            body = self.renderer.json(evaluation.snapshot(self.store), True)
             return web.Response(body=body, status=code, content_type=JSON)
         return web.Response(body=status_only, status=code, content_type=JSON)
 
@@ -210,13 +212,13 @@ PROBES = web.AppKey("probes", Probes)
 
 
 async def _evaluate(
-    request: web.Request, engine: Engine, group: str, deadline: Deadline, check: str | None
+    request: web.Request, views: Views, group: str, deadline: Deadline, check: str | None
 ) -> Evaluation | web.Response:
     exclude = request.query.getall("exclude", [])
     fresh = FLAGS.get(request.query.get("fresh", "0").lower())  # a bare ?fresh is "": fresh
     if fresh is None:
         return error(400, f"?fresh: {request.query['fresh']!r:.40} is not a boolean (use 1 or 0)")
-    return await engine.runs.evaluate(group, deadline, fresh=fresh, exclude=exclude, only=check)
+    return await views.evaluate(group, deadline, fresh=fresh, exclude=exclude, only=check)
 
 
 HISTORY_LIMIT = 1_000_000
@@ -236,7 +238,7 @@ def _history(query: MultiMapping[str]) -> int | web.Response | None:
 
 
 def make_app(
-    engine: Engine,
+    views: Views,
     extra_routes: list[web.RouteDef] | None = None,
     middlewares: Sequence[Middleware] = (),
     inflight: InFlight | None = None,
@@ -248,17 +250,17 @@ def make_app(
     bound the `/watch` streams (and end them when the listeners close)."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=list(middlewares))
     inflight = inflight or InFlight()
-    app[ENGINE] = engine
-    probes = app[PROBES] = Probes(engine, inflight, metrics)
+    app[VIEWS] = views
+    probes = app[PROBES] = Probes(views, inflight, metrics)
     handlers = {name: probes.handler(name) for name in ENDPOINTS}
     routes = [web.get(f"/{name}", handler) for name, handler in handlers.items()]
     routes += [web.get(f"/{name}/{{check}}", handlers[name]) for name in CHECK_PATHS]
     # The views for people and streams: details by the probe bodies' rule (Answers.details).
     if watchers is None:
-        watchers = Watchers(engine.settings.server.max_watchers)
-    app[WATCH] = streams = watch.Watch(engine, watchers, lambda r: probes.answers().details(r))
+        watchers = Watchers(views.settings().server.max_watchers)
+    app[WATCH] = streams = watch.Watch(views.store, watchers, lambda r: probes.answers().details(r))
     routes += watch.routes(streams)
-    routes += status.routes(engine, inflight, lambda r: probes.answers().details(r))
+    routes += status.routes(views.store, inflight, lambda r: probes.answers().details(r))
     for route in extra_routes or []:
         assert isinstance(route, web.RouteDef)
         routes.append(web.route(route.method, route.path, inflight.wrap(route.handler)))

@@ -25,9 +25,9 @@ from pathlib import Path
 from aiohttp import web
 
 import healthd
-from healthd.engine import Engine
 from healthd.groups import GROUPS, HEALTH
 from healthd.model import CheckState, Outcome, PastRun, State
+from healthd.store import Store
 from healthd.web import render
 from healthd.web.base import InFlight
 
@@ -209,9 +209,9 @@ class Status:
     """The `/status` handler of one probe app."""
 
     def __init__(
-        self, engine: Engine, inflight: InFlight, details: Callable[[web.Request], bool]
+        self, store: Store, inflight: InFlight, details: Callable[[web.Request], bool]
     ) -> None:
-        self.engine, self.inflight, self.details = engine, inflight, details
+        self.store, self.inflight, self.details = store, inflight, details
         self.css = (HERE / "status.css").read_text(encoding="utf-8")
         self.js = (HERE / "status.js").read_text(encoding="utf-8")
         # Only this page's own style and script may run, by hash: were a message ever to
@@ -226,7 +226,7 @@ class Status:
         self._renderer: ThreadPoolExecutor | None = None
 
     def page(self, details: bool) -> Page:
-        store = self.engine.store
+        store = self.store
         rows = None
         if details:
             rows = []
@@ -263,6 +263,6 @@ def _sha256(text: str) -> str:
 
 
 def routes(
-    engine: Engine, inflight: InFlight, details: Callable[[web.Request], bool]
+    store: Store, inflight: InFlight, details: Callable[[web.Request], bool]
 ) -> list[web.RouteDef]:
-    return [web.get("/status", Status(engine, inflight, details).handle)]
+    return [web.get("/status", Status(store, inflight, details).handle)]

@@ -37,9 +37,9 @@ from typing import Any
 
 from aiohttp import web
 
-from healthd.engine import Engine
 from healthd.events import Event
 from healthd.groups import GROUPS
+from healthd.store import Store
 from healthd.watchers import Watchers
 from healthd.web import render
 from healthd.web.base import NO_STORE, error
@@ -75,22 +75,21 @@ class Filter:
         self.checks = tuple(dict.fromkeys(checks))
         self.details = details
 
-    def wants(self, event: Event, engine: Engine) -> bool:
+    def wants(self, event: Event, store: Store) -> bool:
         if event.kind == "group":
             return event.name in self.groups if self.groups else not self.checks
         if not self.details:
             return False
         if self.checks:
             return event.name in self.checks
-        return not self.groups or any(engine.store.has(g, event.name) for g in self.groups)
+        return not self.groups or any(store.has(g, event.name) for g in self.groups)
 
     def group_names(self) -> tuple[str, ...]:
         if self.groups:
             return self.groups
         return () if self.checks else GROUPS
 
-    def check_names(self, engine: Engine) -> list[str]:
-        store = engine.store
+    def check_names(self, store: Store) -> list[str]:
         if not self.details:
             return []
         if self.checks:
@@ -106,19 +105,19 @@ class Watch:
 
     def __init__(
         self,
-        engine: Engine,
+        store: Store,
         watchers: Watchers,
         details: Callable[[web.Request], bool],
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.engine, self.watchers, self.details = engine, watchers, details
+        self.store, self.watchers, self.details = store, watchers, details
         # Ids are `base` + the Ring's: they increase, and an id from an earlier run or from
         # another instance (started at another microsecond) is never taken for one of ours.
         self.base = int(wall() * 1_000_000)
         self.keepalive, self.stall, self.tick = KEEPALIVE, STALL, TICK
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        query, store = request.query, self.engine.store
+        query, store = request.query, self.store
         groups, checks = query.getall("group", []), query.getall("check", [])
         for group in groups:
             if group not in GROUPS:
@@ -164,8 +163,8 @@ class Watch:
         response = web.StreamResponse(headers={**HEADERS, **NO_STORE})
         response.force_close()  # the connection ends with the stream
         await response.prepare(request)
-        ring = self.engine.store.ring
-        source = self.engine.store.changes(since)
+        ring = self.store.ring
+        source = self.store.changes(since)
         closed = asyncio.ensure_future(self.watchers.closed.wait())
         pending: asyncio.Future[Event] | None = None
         try:
@@ -226,13 +225,13 @@ class Watch:
         if event.kind == "reset":
             if streaming:
                 raise Dropped(
-                    f"this reader fell behind by more than the {self.engine.store.ring.size:,}"
+                    f"this reader fell behind by more than the {self.store.ring.size:,}"
                     " events kept; "
                     "reconnect (with Last-Event-ID) for a fresh snapshot",
                     stalled=False,
                 )
             return self._snapshot(wanted, event.id)  # resumed from an id no longer held
-        if not wanted.wants(event, self.engine):
+        if not wanted.wants(event, self.store):
             return b""
         key = "state" if event.kind == "group" else "status"
         data = {"name": event.name, key: event.state, "previous": event.previous}
@@ -240,7 +239,7 @@ class Watch:
         return _frame(event.kind, data, self.base + event.id)
 
     def _snapshot(self, wanted: Filter, ring_id: int | None = None) -> bytes:
-        store = self.engine.store
+        store = self.store
         ring_id = store.ring.last_id if ring_id is None else ring_id
         data: dict[str, Any] = {
             "groups": {g: store.current(g).value for g in wanted.group_names()},
@@ -248,7 +247,7 @@ class Watch:
         }
         if wanted.details:
             checks = {}
-            for name in wanted.check_names(self.engine):
+            for name in wanted.check_names(self.store):
                 state = store.check(name)
                 if state is not None:
                     checks[name] = render.check_view(state)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from healthd import runner
 from healthd.checks.exec import ExecSpec
 from healthd.deadline import Deadline
-from healthd.engine import Engine
+from healthd.health import Health
 from healthd.model import CheckResult, Outcome, Reason, Status
 from tests.helpers import settings
 
@@ -188,7 +188,7 @@ async def test_the_daemon_waits_for_a_cleanup_at_stop(tmp_path: Path) -> None:
     script = f"trap '' TERM; sleep 30 & echo $$ $! > {pidfile}; wait"
     spec = {"name": "plugin", "kind": "exec", "command": ["sh", "-c", script],
             "timeout": "300ms", "interval": "10s", "mode": "on_demand"}  # fmt: skip
-    engine = Engine(settings([spec]))
+    engine = Health(settings=settings([spec]))
     snapshot = await engine.evaluate("readiness", Deadline.after(2.0), fresh=True)
     assert snapshot.checks[0].status is Status.TIMEOUT
     assert engine.context.held  # the clean-up outlives the answer
