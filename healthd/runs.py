@@ -32,9 +32,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.trace import StatusCode, Tracer
+from opentelemetry.trace import Tracer
 
-from healthd import dependencies, runner
+from healthd import dependencies, runner, spans
 from healthd.checks.base import Check, SpecBase
 from healthd.deadline import Clock, Deadline
 from healthd.durations import human_duration
@@ -73,23 +73,10 @@ class Evaluation:
 
     def snapshot(self, store: Store) -> Snapshot:
         """The snapshot behind the answer (the shared one, unless this caller's differs)."""
-        checks = store.view(self.group, self.exclude, self.only, self.late)
-        return Snapshot(
-            group=self.group,
-            state=self.state,
-            draining=store.draining,
-            checks=checks,
-            excluded=tuple(e for e in self.exclude if store.spec(e) is not None),
-            deadline=self.deadline,
-            elapsed=self.elapsed,
-            groups=store.group_states(),
-            generation=store.generation,
-            fleet={
-                n: why
-                for n, why in store.held(self.group).items()
-                if n not in self.exclude and self.only in (None, n)
-            },
-        )
+        return store.snapshot(
+            self.group, self.exclude, self.only, self.late,
+            state=self.state, deadline=self.deadline, elapsed=self.elapsed,
+        )  # fmt: skip
 
 
 class Runs:
@@ -175,15 +162,9 @@ class Runs:
         if self.tracer is None:
             state, late = await self._wait(group, deadline, names, exclude, only)
         else:
-            with self.tracer.start_as_current_span(
-                "healthd.evaluate",
-                attributes={
-                    "healthd.group": group,
-                    "healthd.deadline_ms": round(max(0.0, deadline.at - started) * 1000, 3),
-                },
-            ) as span:
+            with spans.evaluation(self.tracer, group, max(0.0, deadline.at - started)) as span:
                 state, late = await self._wait(group, deadline, names, exclude, only)
-                span.set_attribute("healthd.state", state.value)
+                spans.evaluated(span, state)
         return Evaluation(
             group, state, max(0.0, deadline.at - started), self.clock() - started,
             tuple(exclude), only, late,
@@ -306,22 +287,9 @@ class Runs:
         self, spec: SpecBase, check: Check, deadline: Deadline, background: bool, tracer: Tracer
     ) -> CheckResult:
         """`runner.run` inside a `healthd.check` span (opened outside the run's timeout)."""
-        with tracer.start_as_current_span(
-            "healthd.check",
-            attributes={
-                "healthd.check.name": spec.name,
-                "healthd.check.kind": spec.kind,
-                "healthd.check.background": background,
-            },
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        with spans.check_run(tracer, spec.name, spec.kind, background) as span:
             result = await runner.run(spec, check, deadline, wall=self.wall)
-            span.set_attribute("healthd.check.timeout_ms", round(result.timeout * 1000, 3))
-            span.set_attribute("healthd.check.outcome", result.outcome.value)
-            span.set_attribute("healthd.check.reason", result.reason.value)
-            if not result.outcome.good:
-                span.set_status(StatusCode.ERROR, result.message)
+            spans.ran(span, result)
         return result
 
 

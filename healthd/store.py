@@ -263,10 +263,6 @@ class Store:
             return {}
         return {n: why for n, (_, why) in self._excuses.items() if self.has(group, n)}
 
-    def excuses(self) -> dict[str, str]:
-        """Checks under a fleet rule now, with the reason (settling or panic)."""
-        return {n: why for n, (_, why) in self._excuses.items()}
-
     def post_beat(self, name: str, beat: Beat) -> None:
         """Keep the application's latest heartbeat for check `name` (a heartbeat run reads it)."""
         self._beats[name] = beat
@@ -308,24 +304,46 @@ class Store:
         slot = self._slots.get(name)
         return slot.since or None if slot is not None else None
 
-    def snapshot(self, group: str) -> Snapshot:
-        """The group as of now; built once per generation and shared by every reader."""
+    def snapshot(
+        self,
+        group: str,
+        exclude: Sequence[str] = (),
+        only: str | None = None,
+        late: Mapping[str, CheckResult] | None = None,
+        *,
+        state: State | None = None,
+        deadline: float | None = None,
+        elapsed: float = 0.0,
+    ) -> Snapshot:
+        """The one snapshot builder: the group as of now, built once per generation and
+        shared by every reader; a caller's own (its `state`, `deadline` and `elapsed`, what
+        it excluded, picked or saw `late`) reuses the shared checks when it can."""
         self._expire_due()
         cached = self._snapshots.get(group)
-        if cached is not None and cached.generation == self.generation:
+        if cached is None or cached.generation != self.generation:
+            slots = self._slots
+            cached = self._snapshots[group] = Snapshot(
+                group=group,
+                state=self.states[group],
+                draining=self.draining,
+                checks=tuple(slots[n].view for n in self._members[group]),
+                groups=self.group_states(),
+                generation=self.generation,
+                fleet=self.held(group),
+            )
+        own = bool(exclude) or only is not None or bool(late)
+        if not own and state in (None, cached.state) and deadline is None and not elapsed:
             return cached
-        slots = self._slots
-        snapshot = Snapshot(
-            group=group,
-            state=self.states[group],
-            draining=self.draining,
-            checks=tuple(slots[n].view for n in self._members[group]),
-            groups=self.group_states(),
-            generation=self.generation,
-            fleet=self.held(group),
-        )
-        self._snapshots[group] = snapshot
-        return snapshot
+        return replace(
+            cached,
+            state=cached.state if state is None else state,
+            deadline=deadline,
+            elapsed=elapsed,
+            checks=self.view(group, exclude, only, late) if own else cached.checks,
+            excluded=tuple(e for e in exclude if e in self._slots),
+            fleet={n: why for n, why in cached.fleet.items()
+                   if n not in exclude and only in (None, n)} if own else cached.fleet,
+        )  # fmt: skip
 
     def state_of(
         self,

@@ -1,7 +1,8 @@
 """OpenTelemetry traces (DESIGN §8): SDK set-up from `OTEL_*`, trace continuation, sampling.
 
 The runs open `healthd.evaluate` and `healthd.check` spans through the API with the
-tracer they are given; this module builds that tracer's provider once at start-up:
+tracer they are given (spans.py names them); this module builds that tracer's provider
+once at start-up, for the shell that owns the process:
 
     OTEL_TRACES_EXPORTER=none (or unset) → no SDK at all, the API's no-op tracer
                          console        → one JSON span a line on stdout
@@ -30,7 +31,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
-from healthd import tracecontext
+from healthd import spans, tracecontext
 from healthd.errors import ConfigError
 from healthd.web.base import Handler
 
@@ -71,9 +72,9 @@ def droppable(span: ReadableSpan) -> bool:
     """A routine run: a background `healthd.check` that passed."""
     attrs = span.attributes or {}
     return (
-        span.name == "healthd.check"
-        and attrs.get("healthd.check.background") is True
-        and attrs.get("healthd.check.outcome") == "pass"
+        span.name == spans.CHECK
+        and attrs.get(spans.BACKGROUND) is True
+        and attrs.get(spans.OUTCOME) == "pass"
     )
 
 
