@@ -14,7 +14,7 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from healthd.checks import KINDS
+from healthd.checks import KINDS, SPECS
 from tests.conftest import SERVICES
 from tests.procs import Healthd
 
@@ -23,6 +23,35 @@ pytestmark = [pytest.mark.slow, *(pytest.mark.service(name) for name in SERVICES
 # heartbeat is fed by the application through the admin API: a one-shot `healthd check`
 # has no application posting to it, so it cannot pass there by design.
 ONE_SHOT_KINDS = set(KINDS) - {"heartbeat"}
+
+
+def every_kind(http_port: int, grpc_port: int, remote: str) -> str:
+    """A config with one check of each one-shot kind, from each kind's own `example`."""
+    servers = {
+        "{http}": f"127.0.0.1:{http_port}",
+        "{grpc}": f"127.0.0.1:{grpc_port}",
+        "{remote}": remote.removeprefix("http://").rstrip("/"),
+    }
+    specs = []
+    for kind in sorted(ONE_SHOT_KINDS):
+        text = json.dumps({"name": kind, "kind": kind, **SPECS[kind].example})
+        for placeholder, address in servers.items():
+            text = text.replace(placeholder, address)
+        specs.append(json.loads(text))
+    return json.dumps({"checks": specs})
+
+
+def test_every_kind_has_an_example_that_validates() -> None:
+    """Each kind of the union carries an example of one passing check, and it builds: a
+    new kind is one module and one line in the union, and this test finds it there."""
+    assert len(set(KINDS)) == len(KINDS) == len(SPECS)
+    for kind, spec in SPECS.items():
+        assert spec.example or kind == "loop", f"{kind}: no example"
+        text = json.dumps({"name": kind, "kind": kind, **spec.example})
+        text = text.replace("{http}", "127.0.0.1:1").replace("{grpc}", "127.0.0.1:1")
+        built = SPECS[kind].model_validate_json(text.replace("{remote}", "127.0.0.1:1"))
+        assert built.kind == kind
+        assert callable(built.build())
 
 
 async def check(config: Path, *args: str) -> tuple[int, dict[str, Any], str]:
@@ -56,26 +85,7 @@ async def test_one_check_of_every_kind_passes(tmp_path: Path) -> None:
     try:
         async with Healthd(tmp_path, remote_cfg, "remote") as remote:
             config = tmp_path / "every-kind.yaml"
-            config.write_text(
-                f"""
-checks:
-  - {{name: loop, kind: loop}}
-  - {{name: tcp, kind: tcp, address: "127.0.0.1:5432"}}
-  - {{name: dns, kind: dns, host: localhost}}
-  - {{name: disk, kind: disk, path: /, warn_free_percent: 1, fail_free_percent: 0}}
-  - {{name: exec, kind: exec, command: [sh, -c, "echo all good; exit 0"]}}
-  - {{name: http, kind: http, url: "http://127.0.0.1:{http_port}/healthz",
-      json_path: status, equals: green}}
-  - {{name: remote, kind: remote, url: "{remote.url("/readyz")}"}}
-  - {{name: postgres, kind: postgres, dsn: "postgresql://postgres@127.0.0.1:5432/test"}}
-  - {{name: mysql, kind: mysql, dsn: "mysql://root@127.0.0.1:3306/test"}}
-  - {{name: redis, kind: redis, url: "redis://127.0.0.1:6379/0"}}
-  - {{name: amqp, kind: amqp, url: "amqp://guest:guest@127.0.0.1:5672/"}}
-  - {{name: mqtt, kind: mqtt, url: "mqtt://127.0.0.1:1883"}}
-  - {{name: nats, kind: nats, url: "nats://127.0.0.1:4222"}}
-  - {{name: grpc, kind: grpc, target: "127.0.0.1:{grpc_port}"}}
-"""
-            )
+            config.write_text(every_kind(http_port, grpc_port, remote.url("")))
             code, body, err = await check(config, "--timeout", "5s")
     finally:
         await runner.cleanup()

@@ -48,6 +48,7 @@ class AmqpSpec(BrokerSpec):
     extra: ClassVar[str] = "amqp"
 
     kind: Literal["amqp"] = "amqp"
+    example: ClassVar[dict[str, Any]] = {"url": "amqp://guest:guest@127.0.0.1:5672/"}
 
     @classmethod
     def endpoint_of(cls, url: str) -> Endpoint:

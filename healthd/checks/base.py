@@ -148,6 +148,10 @@ class SpecBase(Model):
     # At start, background first runs are spread out (scheduler.FIRST_RUN_SPREAD) so a
     # hundred checks do not fire at once; a kind that costs nothing may run at once.
     spread_first_run: ClassVar[bool] = True
+    # One passing check of this kind, as the keys after `name` and `kind`, on a machine with
+    # the usual local servers (README, tests/test_every_kind.py); `{http}`, `{grpc}` and
+    # `{remote}` stand for the addresses of servers a test starts. Every kind has one.
+    example: ClassVar[dict[str, Any]] = {}
 
     name: str = Field(pattern=NAME_PATTERN, max_length=63)
     kind: str

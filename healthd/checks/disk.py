@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -50,6 +50,11 @@ def format_bytes(size: float) -> str:
 
 class DiskSpec(SpecBase):
     kind: Literal["disk"] = "disk"
+    example: ClassVar[dict[str, Any]] = {
+        "path": "/",
+        "warn_free_percent": 1,
+        "fail_free_percent": 0,
+    }
     path: str = Field(default="/", min_length=1, description="any path on the filesystem")
     warn_free_percent: float = Field(default=10.0, ge=0, le=100)
     fail_free_percent: float = Field(default=5.0, ge=0, le=100)

@@ -12,7 +12,7 @@ import asyncio
 import importlib.util
 import ipaddress
 import socket
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -57,6 +57,7 @@ def _shown(records: list[str]) -> str:
 
 class DnsSpec(SpecBase):
     kind: Literal["dns"] = "dns"
+    example: ClassVar[dict[str, Any]] = {"host": "localhost"}
     host: str = Field(min_length=1, max_length=253, description="the name to resolve")
     record_type: RecordType = "A"
     resolver: str = Field(default="system", description='"system" or a nameserver IP[:port]')

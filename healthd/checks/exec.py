@@ -19,7 +19,7 @@ import math
 import os
 import signal
 import subprocess
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
@@ -83,6 +83,7 @@ def _signal_group(pgid: int, signum: signal.Signals) -> None:
 
 class ExecSpec(SpecBase):
     kind: Literal["exec"] = "exec"
+    example: ClassVar[dict[str, Any]] = {"command": ["sh", "-c", "echo all good; exit 0"]}
     command: list[str] = Field(min_length=1, description="argv; no shell unless you run one")
     env: dict[str, SecretStr] = Field(
         default_factory=dict, description="added to a minimal environment (PATH, LANG)"

@@ -26,6 +26,7 @@ class GrpcSpec(SpecBase):
     extra: ClassVar[str] = "grpc"
 
     kind: Literal["grpc"] = "grpc"
+    example: ClassVar[dict[str, Any]] = {"target": "{grpc}"}
     target: str = Field(pattern=ADDRESS_PATTERN, description="host:port of the gRPC server")
     service: str = Field(default="", description='service name to ask about; "" = the server')
     tls: bool = False

@@ -10,7 +10,7 @@ the posted message. The store keeps a beat while the check exists, reloads inclu
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import model_validator
 
@@ -23,6 +23,7 @@ from healthd.model import Observation, Outcome, Reason
 
 class HeartbeatSpec(SpecBase):
     kind: Literal["heartbeat"] = "heartbeat"
+    example: ClassVar[dict[str, Any]] = {"ttl": "10s"}
     ttl: Duration
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -185,6 +185,11 @@ def _same(actual: Any, expected: JsonScalar) -> bool:
 
 class HttpSpec(SpecBase):
     kind: Literal["http"] = "http"
+    example: ClassVar[dict[str, Any]] = {
+        "url": "http://{http}/healthz",
+        "json_path": "status",
+        "equals": "green",
+    }
     url: SecretStr = Field(description="http(s) URL; userinfo and query are redacted in output")
     method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
     headers: dict[str, SecretStr] = Field(default_factory=dict)

@@ -7,7 +7,7 @@ the loop; a run reads the worst lag seen since the previous run, plus one fresh 
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import model_validator
 
@@ -22,6 +22,7 @@ class LoopSpec(SpecBase):
     spread_first_run = False  # costs nothing, and /livez waits on it: run at start
 
     kind: Literal["loop"] = "loop"
+    example: ClassVar[dict[str, Any]] = {}
     warn_lag: Duration = 0.1
     fail_lag: Duration = 1.0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import struct
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from healthd.checks._wire import BrokerSpec, Endpoint, connect, parse_url
 from healthd.checks.base import Context
@@ -68,6 +68,7 @@ def connect_packet(client_id: str, username: str, password: str) -> bytes:
 
 class MqttSpec(BrokerSpec):
     kind: Literal["mqtt"] = "mqtt"
+    example: ClassVar[dict[str, Any]] = {"url": "mqtt://127.0.0.1:1883"}
 
     @classmethod
     def endpoint_of(cls, url: str) -> Endpoint:

@@ -60,6 +60,7 @@ class MysqlSpec(SpecBase):
     extra: ClassVar[str] = "mysql"
 
     kind: Literal["mysql"] = "mysql"
+    example: ClassVar[dict[str, Any]] = {"dsn": "mysql://root@127.0.0.1:3306/test"}
     dsn: SecretStr = Field(description="mysql://user:password@host:port/db")
     query: str = Field(default="SELECT 1", min_length=1)
 

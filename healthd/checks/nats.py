@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import json
 import ssl
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from healthd import __version__
 from healthd.checks._wire import BrokerSpec, Endpoint, connect, parse_url
@@ -36,6 +36,7 @@ def _endpoint(url: str) -> Endpoint:
 
 class NatsSpec(BrokerSpec):
     kind: Literal["nats"] = "nats"
+    example: ClassVar[dict[str, Any]] = {"url": "nats://127.0.0.1:4222"}
 
     @classmethod
     def endpoint_of(cls, url: str) -> Endpoint:

@@ -34,6 +34,7 @@ class PostgresSpec(SpecBase):
     extra: ClassVar[str] = "postgres"
 
     kind: Literal["postgres"] = "postgres"
+    example: ClassVar[dict[str, Any]] = {"dsn": "postgresql://postgres@127.0.0.1:5432/test"}
     dsn: SecretStr = Field(description="postgresql://user:password@host:port/db?sslmode=...")
     query: str = Field(default="SELECT 1", min_length=1)
 

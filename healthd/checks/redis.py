@@ -31,6 +31,7 @@ class RedisSpec(SpecBase):
     extra: ClassVar[str] = "redis"
 
     kind: Literal["redis"] = "redis"
+    example: ClassVar[dict[str, Any]] = {"url": "redis://127.0.0.1:6379/0"}
     url: SecretStr = Field(
         description="redis://[[user]:password@]host:port/db, or rediss:// for TLS"
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import aiohttp
 from pydantic import Field, SecretStr, field_validator
@@ -47,6 +47,7 @@ class RemoteUnhealthy(CheckFailed):
 
 class RemoteSpec(SpecBase):
     kind: Literal["remote"] = "remote"
+    example: ClassVar[dict[str, Any]] = {"url": "http://{remote}/readyz"}
     url: SecretStr = Field(description="the other healthd's /readyz or /health")
     token: SecretStr | None = Field(default=None, description="bearer token to see its details")
 

@@ -7,7 +7,7 @@ import errno
 import ipaddress
 import os
 import socket
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -26,6 +26,7 @@ def split_address(address: str) -> tuple[str, int]:
 
 class TcpSpec(SpecBase):
     kind: Literal["tcp"] = "tcp"
+    example: ClassVar[dict[str, Any]] = {"address": "127.0.0.1:5432"}
     address: str = Field(pattern=ADDRESS_PATTERN, description="host:port to connect to")
 
     def build(self, context: Context | None = None) -> TcpCheck:
