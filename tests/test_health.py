@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -270,3 +272,19 @@ async def test_beat_posts_a_heartbeat_from_application_code() -> None:
     with pytest.raises(ValueError, match="no heartbeat check 'nope'"):
         await health.beat("nope")
     await health.stop()
+
+
+async def test_the_readme_library_example_runs(tmp_path: Path) -> None:
+    """The README's `Health` example runs as printed (against the local PostgreSQL port)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    start = readme.index("## Using healthd as a library")
+    code = readme[readme.index("```python", start) + 9 : readme.index("```\n", start + 40)]
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().startswith(("healthy {'db'", "degraded {'db'", "unhealthy {'db'"))
+    assert "'cache': <Status.PASS: 'pass'>" in out.decode()
