@@ -47,12 +47,30 @@ from healthd.model import (
     CheckState,
     Outcome,
     PastRun,
+    Reason,
     Snapshot,
     State,
     Status,
 )
 
 HISTORY = 100  # results kept per check unless settings say otherwise (`history:`)
+
+# ATTENTION: a result as the history keeps it is a plain tuple of strings and floats
+# (outcome and reason by value), which the garbage collector untracks once it survives a
+# collection (it never untracks a named tuple, nor a tuple holding an enum). At 5,000
+# checks the store keeps 500,000 of them: tracked, each full collection walked them all
+# (~20 ms every ~2 s, with probes waiting behind it). `history()` hands out PastRuns.
+Kept = tuple[str, str, str, float, float]  # outcome, reason, message, duration, observed_at
+_OUTCOMES = {o.value: o for o in Outcome}
+_REASONS = {r.value: r for r in Reason}
+
+
+def _kept(result: CheckResult, previous: Kept | None) -> Kept:
+    """`result` as the history keeps it, sharing the previous entry's message if the same."""
+    message = result.message
+    if previous is not None and previous[2] == message:
+        message = previous[2]
+    return (result.outcome.value, result.reason.value, message, result.duration, result.observed_at)
 
 
 @dataclass(slots=True)
@@ -72,7 +90,7 @@ class _Slot:
     tallies: tuple[_Tally, ...]
     expires: float  # monotonic time its last result goes stale; inf before one
     startup: bool  # a member of the startup latch
-    history: deque[PastRun]  # the last `history` results, oldest first
+    history: deque[Kept]  # the last `history` results, oldest first (`_kept`)
     since: float = 0.0  # wall time of the last status change (0: none yet)
 
 
@@ -131,7 +149,7 @@ class Store:
             else:
                 state = initial(spec)
                 code = weigh(spec.critical, state.status)
-                ring: deque[PastRun] = deque(maxlen=self.history_size)
+                ring: deque[Kept] = deque(maxlen=self.history_size)
                 slot = _Slot(spec, state, state, code, (), math.inf, False, ring)
             held = self._excuses.get(spec.name) if spec.name in kept else None
             if held is None:  # a new or changed check starts over; the fleet re-decides
@@ -202,7 +220,7 @@ class Store:
         slot.state = slot.view = after
         kept = slot.history
         if kept.maxlen:
-            kept.append(PastRun.of(result, kept[-1] if kept else None))
+            kept.append(_kept(result, kept[-1] if kept else None))
         slot.expires = result.started_at + result.duration + spec.stale_after
         heapq.heappush(self._heap, (slot.expires, next(self._seq), spec.name))
         self.next_expiry = self._heap[0][0]
@@ -295,9 +313,11 @@ class Store:
         if slot is None or last == 0:
             return []
         kept = slot.history
-        if last is None or last >= len(kept):
-            return list(kept)
-        return list(itertools.islice(kept, len(kept) - last, None))
+        start = 0 if last is None or last >= len(kept) else len(kept) - last
+        return [
+            PastRun(_OUTCOMES[o], _REASONS[r], message, duration, at)
+            for o, r, message, duration, at in itertools.islice(kept, start, None)
+        ]
 
     def since(self, name: str) -> float | None:
         """Wall time of the check's last status change (None: none yet, or no such check)."""

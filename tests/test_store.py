@@ -251,3 +251,27 @@ async def test_a_mass_failure_of_every_check_fits_the_ring() -> None:
 async def _take(stream: Any, n: int) -> Any:
     for _ in range(n):
         yield await anext(stream)
+
+
+def test_history_entries_are_not_walked_by_the_garbage_collector() -> None:
+    """The store keeps `history` results per check (500,000 at 5,000 checks) as tuples the
+    collector untracks: a full collection no longer walks them (counted, not timed)."""
+    import gc
+
+    from healthd.model import CheckResult, Outcome, Reason
+    from tests.helpers import settings as make_settings
+
+    s = make_settings([{"name": f"c{i}"} for i in range(50)])
+    store = Store()
+    store.configure(s.all_checks, s.membership())
+    for spec in s.checks:
+        for i in range(20):
+            result = CheckResult(spec.name, "tcp", Outcome.PASS, Reason.OK, f"run {i}",
+                                 0.001, float(i), 1000.0 + i, 1.0)  # fmt: skip
+            store.record(spec, result)
+    gc.collect()
+    kept = [entry for spec in s.checks for entry in store._slots[spec.name].history]
+    assert len(kept) == 50 * 20
+    assert not any(gc.is_tracked(entry) for entry in kept)
+    assert [r.message for r in store.history("c0", 2)] == ["run 18", "run 19"]
+    assert store.history("c0", 1)[0].outcome is Outcome.PASS
