@@ -44,6 +44,7 @@ typecheck: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	command -v wrk >/dev/null || apt-get install -y -q wrk
 	command -v valgrind >/dev/null || apt-get install -y -q valgrind
+	command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || apt-get install -y -q haproxy
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/instructions.py
 	$(BIN)/python bench/checks.py
@@ -52,6 +53,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/status.py
+	$(BIN)/python bench/pod_shutdown.py
 
 ## schema: regenerate config/healthd.schema.json from the models
 schema: $(VENV)/.installed-run

@@ -12,7 +12,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from healthd.errors import ConfigError
+from healthd.errors import CommandError, ConfigError
 
 ABOUT = """\
 healthd checks a service's dependencies under propagated deadlines and serves the verdict
@@ -20,6 +20,7 @@ as Kubernetes probes, Prometheus metrics and OpenTelemetry traces.
 
 examples:
   healthd run -c healthd.yaml                serve /livez, /readyz, /health and /metrics
+  healthd run -c healthd.yaml -- gunicorn app:app   run the app too, and stop it after the drain
   healthd check --group readiness            one evaluation, Nagios exit code (0/1/2/3)
   healthd probe http://127.0.0.1:8099/readyz --timeout 500ms
 """
@@ -40,7 +41,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from healthd.observers.log import configure
 
     configure(settings.logging)
-    daemon = Daemon(settings, Path(args.config) if args.config else None)
+    shell = None
+    if args.argv:  # `-- CMD ARGS…`: supervise it (DESIGN §16)
+        from healthd.supervise import Supervisor, resolve
+
+        resolve(args.argv)  # CommandError (127/126) before anything listens
+        shell = Supervisor(args.argv)
+        settings = shell.configure(settings)
+    daemon = Daemon(settings, Path(args.config) if args.config else None, shell=shell)
     return run_loop(daemon.run_and_exit())  # never returns: run_and_exit ends the process
 
 
@@ -153,6 +161,10 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="serve probes, metrics and the admin API")
     run.add_argument("-c", "--config", help="YAML file (default: the packaged default config)")
+    run.add_argument(
+        "argv", nargs="*", metavar="-- CMD ARGS",
+        help="run CMD as healthd's child: drain first, then stop it (DESIGN §16)",
+    )  # fmt: skip
     run.set_defaults(func=cmd_run)
     check = sub.add_parser("check", help="one evaluation; Nagios exit codes 0/1/2/3")
     check.add_argument("-c", "--config")
@@ -195,5 +207,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"healthd: {exc}", file=sys.stderr)
         return 3 if args.command == "check" else 2  # a Nagios plugin says UNKNOWN (3)
+    except CommandError as exc:  # `run -- CMD`: as a shell says it, with its exit code
+        print(f"healthd: {exc}", file=sys.stderr)
+        return exc.code
     except KeyboardInterrupt:
         return 130

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib.util
+import signal
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -28,6 +29,7 @@ from healthd.checks import CheckSpec
 from healthd.checks.base import FlapOrOff, FlapSettings, Model, SpecBase
 from healthd.checks.func import FuncSpec
 from healthd.checks.loop import LoopSpec
+from healthd.checks.process import ProcessSpec
 from healthd.durations import Duration
 from healthd.errors import ConfigError
 from healthd.fleet.settings import FleetSettings
@@ -37,6 +39,9 @@ from healthd.model import State
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 _LISTEN = r"^(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]*):\d{1,5}$"
 IMPLICIT_LOOP_NAMES = ("loop", "event-loop", "healthd-loop")  # the first one not taken
+IMPLICIT_APP_NAMES = ("app", "app-process", "healthd-app")  # supervised (§16): the same rule
+# Signals that stop or continue a process, or that it ignores by default: never an end.
+NOT_STOP_SIGNALS = ("SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGCONT", "SIGCHLD", "SIGURG")
 
 DEFAULT_STATUS_CODES = {
     State.HEALTHY: 200,
@@ -103,6 +108,27 @@ class Defaults(Model):
 class ShutdownSettings(Model):
     drain_delay: Duration = 5.0
     grace: Duration = 20.0
+    # Supervised (`healthd run -- CMD`, DESIGN §16): what the child's process group gets
+    # after drain_delay, and how long it has to exit before SIGKILL.
+    stop_signal: str = Field(default="SIGTERM", examples=["SIGTERM", "SIGQUIT", "SIGINT"])
+    stop_timeout: Duration = 20.0
+
+    @field_validator("stop_signal")
+    @classmethod
+    def _signal(cls, name: str) -> str:
+        """`SIGQUIT`, `QUIT` or `sigquit` → `SIGQUIT`; a name this system does not know, or
+        one that never ends a process, is an error."""
+        canonical = name.strip().upper()
+        canonical = canonical if canonical.startswith("SIG") else f"SIG{canonical}"
+        if canonical not in signal.Signals.__members__ or canonical.startswith("SIG_"):
+            raise ValueError(f"{name!r} is not a signal name (e.g. SIGTERM, SIGQUIT, SIGINT)")
+        if canonical in NOT_STOP_SIGNALS:
+            raise ValueError(f"must end the process; {canonical} does not (e.g. SIGTERM, SIGQUIT)")
+        return canonical
+
+    @property
+    def stop_signum(self) -> signal.Signals:
+        return signal.Signals[self.stop_signal]
 
 
 class GroupSettings(Model):
@@ -143,6 +169,8 @@ class Settings(Model):
     _implicit_loop: LoopSpec | None = PrivateAttr(default=None)
     # Checks built in code that no file can hold (`checks.Func`): `settings_of` passes them.
     _in_process: list[SpecBase] = PrivateAttr(default_factory=list)
+    # Supervised (§16): the `process` check added because the config has none, if any.
+    _implicit_app: ProcessSpec | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _implicit(self, info: ValidationInfo) -> Self:
@@ -156,6 +184,19 @@ class Settings(Model):
             self._implicit_loop = LoopSpec.model_validate(spec, context=info.context)
         return self
 
+    def supervised(self) -> Settings:
+        """These settings for `healthd run -- CMD` (§16): with an implicit `process` check
+        named `app` (readiness, liveness, startup) unless the config has a `process` check."""
+        if any(c.kind == "process" for c in self.checks) or self._implicit_app is not None:
+            return self
+        taken = {c.name for c in self.all_checks}
+        name = next(n for n in IMPLICIT_APP_NAMES if n not in taken)
+        defaults = self.defaults.model_dump(mode="json", exclude_none=True)
+        spec = {"name": name, "kind": "process"}
+        copy = self.model_copy()
+        copy._implicit_app = ProcessSpec.model_validate(spec, context={"defaults": defaults})
+        return copy
+
     @property
     def configured(self) -> list[SpecBase]:
         """The checks of the file (or of the code), in-process ones after them."""
@@ -163,10 +204,10 @@ class Settings(Model):
 
     @property
     def all_checks(self) -> list[SpecBase]:
-        """The configured checks, and the implicit `loop` check if one was added."""
-        implicit = self._implicit_loop
+        """The configured checks, and the implicit `loop` and `app` checks if added."""
+        implicit = [c for c in (self._implicit_loop, self._implicit_app) if c is not None]
         configured = self.configured
-        return configured if implicit is None else [*configured, implicit]
+        return [*configured, *implicit] if implicit else configured
 
     @model_validator(mode="after")
     def _names(self) -> Self:

@@ -3,6 +3,7 @@
     HealthdError                  anything healthd raises on purpose
     ├── ConfigError               an invalid config; one line each: file:line: path: why
     ├── BudgetError               an inbound deadline header or query cannot be parsed (→ HTTP 400)
+    ├── CommandError              `healthd run -- CMD`: CMD cannot run; exit 127 (not found) or 126
     └── CheckError                a check ran and did not pass; carries a stable `reason`
         ├── CheckFailed           the dependency answered, and the answer is bad (or refused us)
         └── CheckTimeout          the dependency did not answer within the deadline
@@ -26,6 +27,15 @@ class ConfigError(HealthdError):
 
 class BudgetError(HealthdError):
     """An inbound deadline could not be parsed; answered with 400."""
+
+
+class CommandError(HealthdError):
+    """The command to supervise cannot run; `code` is the shell's: 127 not found, 126 not
+    executable."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class CheckError(HealthdError):

@@ -3,8 +3,11 @@
 This module is the only place that knows them; config, the store and every view ask it.
 
     readiness  every check unless `groups.readiness` says otherwise     /readyz
-    liveness   the `loop` checks unless `groups.liveness` says otherwise /livez (never drains)
-    startup    the critical readiness checks; latched healthy once each passed /startupz
+    liveness   the `loop` and `process` checks unless `groups.liveness` says otherwise
+                                                                         /livez (never drains)
+    startup    the service's own checks (`process` checks and those marked `startup: true`)
+               if there are any, else the critical readiness checks; latched healthy once
+               each passed                                               /startupz
     health     every check                                               /health
 """
 
@@ -55,6 +58,9 @@ class Member(Protocol):
     @property
     def critical(self) -> bool: ...
 
+    @property
+    def startup(self) -> bool: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Membership:
@@ -72,17 +78,23 @@ class Membership:
         implicit: str | None = None,
     ) -> Membership:
         """`implicit`: the `loop` check added because the config has none (config.py); it
-        joins liveness and health, not readiness: the operator did not ask for it there."""
+        joins liveness and health, not readiness: the operator did not ask for it there.
+
+        Startup: when healthd supervises the app it is the app's container, and the kubelet
+        restarts a container whose startupProbe keeps failing; so the startup group holds
+        the service's own checks (the `process` check, checks marked `startup: true`), not
+        its dependencies: a database down at deploy time must not restart the app (§16).
+        """
         names = [c.name for c in checks]
         ready = _matching([n for n in names if n != implicit], readiness)
-        live = (
-            _matching(names, liveness) if liveness else [c.name for c in checks if c.kind == "loop"]
-        )
+        own = [c.name for c in checks if c.kind in ("loop", "process")]
+        live = _matching(names, liveness) if liveness else own
         critical = {c.name for c in checks if c.critical}
+        marked = [c.name for c in checks if c.startup or c.kind == "process"]
         members = {
             READINESS: tuple(ready),
             LIVENESS: tuple(live),
-            STARTUP: tuple(n for n in ready if n in critical),
+            STARTUP: tuple(marked or (n for n in ready if n in critical)),
             HEALTH: tuple(names),
         }
         sets = {g: set(m) for g, m in members.items()}

@@ -32,7 +32,7 @@ from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry
 
 from healthd import dependencies
-from healthd.checks.base import Check, Context, SpecBase
+from healthd.checks.base import Check, Context, SpecBase, Supervised
 from healthd.config import Settings, load_settings, settings_of
 from healthd.deadline import Clock, Deadline
 from healthd.evaluator import next_delay
@@ -108,6 +108,7 @@ class Health:
         wall: Clock = time.time,
         lag: LagMonitor | None = None,
         build: Build | None = None,
+        app: Supervised | None = None,
         **sections: Any,
     ) -> None:
         """Built from `settings`, or from `checks` (specs such as `checks.Tcp(...)`,
@@ -125,7 +126,7 @@ class Health:
         self.observers: list[Observer] = [self.metrics, *observers]
         self.store = Store(clock, wall, self.observers, history=settings.history)
         self.metrics.bind(self.store, self.lag)
-        self.context = Context(self.lag, self.store, clock)
+        self.context = Context(self.lag, self.store, clock, app)  # app: the supervised child
         self.runs = Runs(self.store, tracer=tracer, clock=clock, wall=wall)
         self.scheduler = Scheduler(self.runs.start, clock, self._next_delay)
         self._listeners: list[OnReload] = []

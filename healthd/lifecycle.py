@@ -12,6 +12,9 @@ readiness, 200 on liveness — for `shutdown.drain_delay` before the listeners c
     second signal   exit at once with code 1 (`os._exit`: nothing waits, nothing flushes)
     SIGHUP          reload (as POST /admin/reload)
     SIGUSR1         one log line with a diagnostic dump
+
+A `Shell` (supervise/: `healthd run -- CMD`) fills in one step between drain_delay and
+the listeners' close (stopping the child it runs), and may add signal handlers.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
+from healthd.checks.base import Supervised
 from healthd.config import DEFAULT_CONFIG, Settings, load_settings
 from healthd.durations import human_duration
 from healthd.errors import ConfigError
@@ -42,6 +46,30 @@ from healthd.web.admin import ReloadResult
 
 log = logging.getLogger("healthd")
 RESTART_ONLY_SERVER_KEYS = ("listen", "keepalive_timeout", "grpc_listen")
+Handlers = dict[int, Callable[[], None]]
+
+
+# --- shell hook (supervise/, DESIGN §16) ---------------------------------------------------------
+class Shell(Protocol):
+    """What wraps the daemon's order with a step of its own (the supervisor, §16)."""
+
+    @property
+    def app(self) -> Supervised: ...  # what the `process` check reads
+
+    def configure(self, settings: Settings) -> Settings: ...  # at start and on each reload
+
+    def handlers(self, own: Handlers) -> Handlers: ...  # the daemon's, wrapped and extended
+
+    def start(self, daemon: Daemon) -> None: ...  # once listening, handlers installed
+
+    def hurry(self, signame: str) -> bool: ...  # a second signal: False = nothing to cut
+
+    async def stop(self, drain_delay: float) -> None: ...  # drain_delay, then its own stop
+
+    def finish(self, cancelled: int) -> int: ...  # after the close: exit line, exit code
+
+
+# --- end of shell hook ---------------------------------------------------------------------------
 
 
 class Daemon:
@@ -54,8 +82,10 @@ class Daemon:
         config_path: Path | None = None,
         *,
         telemetry: Telemetry | None = None,
+        shell: Shell | None = None,
     ) -> None:
         self.config_path = config_path
+        self.shell = shell  # supervise/ (§16): its stop step runs before the listeners close
         self.telemetry = telemetry or setup(settings)
         self.inflight = base.InFlight()  # requests that wait on something, for the drain
         self.health = Health(
@@ -63,6 +93,7 @@ class Daemon:
             metrics=self.telemetry.metrics,
             tracer=self.telemetry.tracer,
             observers=self.telemetry.observers,
+            app=shell.app if shell is not None else None,
         )
         views = self.health.views()
         self.watchers = Watchers(settings.server.max_watchers)  # SSE and gRPC streams
@@ -100,6 +131,8 @@ class Daemon:
     def request_stop(self, signame: str = "stop") -> None:
         """First call: start draining. Second: exit at once with code 1."""
         if self.shutting_down:
+            if self.shell is not None and self.shell.hurry(signame):
+                return  # supervised: the second signal cuts the current wait short (§16)
             log.warning("second %s while shutting down: exiting at once with code 1", signame)
             for handler in logging.getLogger().handlers:
                 handler.flush()
@@ -158,6 +191,7 @@ class Daemon:
             path = self.config_path or DEFAULT_CONFIG
             try:
                 new = load_settings(self.config_path)
+                new = self.shell.configure(new) if self.shell is not None else new
             except ConfigError as exc:
                 return self._reject(str(exc).splitlines(), path)
             new, notes = self._pin(new)
@@ -273,21 +307,27 @@ class Daemon:
         # What start-up built (specs, checks, modules) lives as long as the process: moved
         # out of the collector's generations, a full collection no longer walks it (bench/scale.py).
         gc.freeze()
-        handlers = {
+        handlers: Handlers = {
             signal.SIGTERM: lambda: self.request_stop("SIGTERM"),
             signal.SIGINT: lambda: self.request_stop("SIGINT"),
             signal.SIGHUP: self._on_hup,
             signal.SIGUSR1: self._on_usr1,
         }
+        handlers = self.shell.handlers(handlers) if self.shell is not None else handlers
         for sig, callback in handlers.items():
             loop.add_signal_handler(sig, callback)
+        if self.shell is not None:
+            self.shell.start(self)  # the child starts (and may end) from here
         log.info(
             "healthd listening on %s with %d checks", server.listen, len(self.settings.all_checks)
         )
         self._started = time.monotonic()
         try:
             await self._stop.wait()
-            await asyncio.sleep(self.settings.shutdown.drain_delay)
+            if self.shell is None:
+                await asyncio.sleep(self.settings.shutdown.drain_delay)
+            else:  # drain_delay (cut short by a second signal or the child's end), stop it
+                await self.shell.stop(self.settings.shutdown.drain_delay)
             await self.servers.close()
         finally:
             await self.servers.cleanup()  # what close() left, if serving failed before it
@@ -301,6 +341,9 @@ class Daemon:
             if release_signals:  # last: until here a second SIGTERM still exits 1
                 for sig in handlers:
                     loop.remove_signal_handler(sig)
+        if self.shell is not None:  # its exit line says how the child stopped
+            self.exit_code = self.shell.finish(self.servers.cancelled)
+            return self.exit_code
         now = time.monotonic()
         log.info(
             "healthd exited: %s after %s up, stopped %s after the signal; "

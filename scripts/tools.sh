@@ -23,6 +23,8 @@ TOOLS=(
   "chromium chromium"
   "etcd etcd-server"
   "etcdctl etcd-client"
+  "haproxy haproxy"
+  "wrk wrk"
 )
 
 present() {  # command-or-path-glob

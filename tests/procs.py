@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -19,7 +20,8 @@ class Healthd:
 
     `config` may use `{port}`, `{admin_port}` and `{grpc_port}`; stderr lines are collected
     in `lines`, and stdout lines in `out` when `capture_stdout` is set (e.g. console-exported
-    spans).
+    spans). With `argv`, healthd supervises it: `healthd run -c <config> -- argv…`; with
+    `prefix`, healthd runs under it (e.g. `unshare --pid`: then `proc` is the prefix's).
     """
 
     def __init__(
@@ -29,11 +31,14 @@ class Healthd:
         name: str = "healthd",
         env: dict[str, str] | None = None,
         capture_stdout: bool = False,
+        argv: Sequence[str] = (),
+        prefix: Sequence[str] = (),
     ) -> None:
         self.path = directory / f"{name}.yaml"
         self.template = config
         self._choose_ports()
         self.env = env
+        self.argv, self.prefix = list(argv), list(prefix)
         self.lines: list[str] = []
         self.capture_stdout = capture_stdout
         self.out: list[str] = []
@@ -89,7 +94,8 @@ class Healthd:
         env = {**os.environ, **(self.env or {})}
         stdout = asyncio.subprocess.PIPE if self.capture_stdout else asyncio.subprocess.DEVNULL
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "healthd", "run", "-c", str(self.path),
+            *self.prefix, sys.executable, "-m", "healthd", "run", "-c", str(self.path),
+            *(["--", *self.argv] if self.argv else []),
             stdin=asyncio.subprocess.DEVNULL, stdout=stdout,
             stderr=asyncio.subprocess.PIPE, env=env,
         )  # fmt: skip

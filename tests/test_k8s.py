@@ -23,16 +23,21 @@ VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 PROBES = {"startupProbe": "/startupz", "readinessProbe": "/readyz", "livenessProbe": "/livez"}
 
 
-def documents() -> list[dict[str, Any]]:
+SUPERVISED = K8S / "supervised.yaml"  # healthd running the app in one container (§16)
+
+
+def documents(supervised: bool = False) -> list[dict[str, Any]]:
+    """The sidecar example's manifests, or supervised.yaml's."""
     yaml = YAML(typ="safe")
     docs = []
-    for path in sorted(K8S.glob("*.yaml")):
+    paths = [SUPERVISED] if supervised else sorted(set(K8S.glob("*.yaml")) - {SUPERVISED})
+    for path in paths:
         docs += [d for d in yaml.load_all(path.read_text()) if d]
     return docs
 
 
-def one(kind: str) -> dict[str, Any]:
-    (doc,) = [d for d in documents() if d["kind"] == kind]
+def one(kind: str, supervised: bool = False) -> dict[str, Any]:
+    (doc,) = [d for d in documents(supervised) if d["kind"] == kind]
     return doc
 
 
@@ -55,10 +60,11 @@ def port_number(container: dict[str, Any], port: int | str) -> int:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_manifests_match_the_kubernetes_schemas(version: str) -> None:
     """Every manifest validates (strict: no unknown fields) against the Kubernetes schemas."""
-    docs = documents()
-    assert {d["kind"] for d in docs} == {"ConfigMap", "Deployment", "Service"}
-    for doc in docs:
-        kubernetes_validate.validate(doc, version, strict=True)
+    for supervised in (False, True):
+        docs = documents(supervised)
+        assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Deployment", "Service"]
+        for doc in docs:
+            kubernetes_validate.validate(doc, version, strict=True)
 
 
 def test_an_invalid_manifest_is_caught() -> None:
@@ -179,3 +185,63 @@ def test_dockerfile_is_multi_stage_non_root_and_probes_livez() -> None:
     assert "STOPSIGNAL SIGTERM" in lines
     text = (ROOT / "Dockerfile").read_text()
     assert '"healthd", "probe", "http://127.0.0.1:8099/livez"' in text
+
+
+# --- supervised.yaml: `healthd run -- app` in one container (DESIGN §16) ----------------------
+
+
+def supervised_container() -> dict[str, Any]:
+    (container,) = one("Deployment", supervised=True)["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def supervised_settings() -> Settings:
+    text = one("ConfigMap", supervised=True)["data"]["healthd.yaml"]
+    return parse_settings(text, "supervised.yaml").supervised()
+
+
+def test_supervised_runs_the_app_under_healthd_in_one_container_without_prestop() -> None:
+    """One container: `healthd run -c <the mounted ConfigMap> -- app…`; no preStop anywhere."""
+    container = supervised_container()
+    command = container["command"]
+    assert command[:3] == ["healthd", "run", "-c"]
+    assert command[4] == "--"
+    assert len(command) > 5  # the app
+    (mount,) = container["volumeMounts"]
+    assert Path(command[3]).parent == Path(mount["mountPath"])
+    volumes = one("Deployment", supervised=True)["spec"]["template"]["spec"]["volumes"]
+    (volume,) = [v for v in volumes if v["name"] == mount["name"]]
+    assert volume["configMap"]["name"] == one("ConfigMap", supervised=True)["metadata"]["name"]
+    assert "lifecycle" not in container  # healthd owns the order: no preStop to keep in step
+
+
+def test_supervised_termination_grace_covers_drain_stop_timeout_and_grace() -> None:
+    """terminationGracePeriodSeconds ≥ drain_delay + stop_timeout + grace + a margin."""
+    shutdown = supervised_settings().shutdown
+    pod = one("Deployment", supervised=True)["spec"]["template"]["spec"]
+    needed = shutdown.drain_delay + shutdown.stop_timeout + shutdown.grace
+    assert pod["terminationGracePeriodSeconds"] >= needed + 5
+
+
+def test_supervised_probes_point_at_healthd_and_startup_holds_the_apps_own_checks() -> None:
+    """The three probes hit healthd's paths on its port in budget; the startup group holds
+    the app check and `startup: true` checks, so a dependency never restarts the pod."""
+    settings = supervised_settings()
+    listen_port = int(settings.server.listen.rpartition(":")[2])
+    container = supervised_container()
+    for probe, path in PROBES.items():
+        get = container[probe]["httpGet"]
+        assert get["path"] == path
+        assert port_number(container, get["port"]) == listen_port
+        headers = {h["name"]: h["value"] for h in get.get("httpHeaders", [])}
+        assert int(headers["X-Request-Timeout-Ms"]) < container[probe]["timeoutSeconds"] * 1000
+    startup = settings.members("startup")
+    assert "app" in startup
+    assert all(settings.check(n).kind == "process" or settings.check(n).startup for n in startup)
+    assert "app" in settings.members("liveness")
+
+
+def test_the_k8s_readme_presents_the_supervised_example_first() -> None:
+    """config/k8s/README.md shows supervised.yaml before the sidecar Deployment."""
+    text = (K8S / "README.md").read_text()
+    assert text.index("supervised.yaml") < text.index("deployment.yaml")

@@ -25,6 +25,7 @@ from healthd.checks.mqtt import MqttSpec as Mqtt
 from healthd.checks.mysql import MysqlSpec as Mysql
 from healthd.checks.nats import NatsSpec as Nats
 from healthd.checks.postgres import PostgresSpec as Postgres
+from healthd.checks.process import ProcessSpec as Process
 from healthd.checks.redis import RedisSpec as Redis
 from healthd.checks.remote import RemoteSpec as Remote
 from healthd.checks.tcp import TcpSpec as Tcp
@@ -44,7 +45,8 @@ CheckSpec = Annotated[
     | Postgres
     | Mysql
     | Redis
-    | Heartbeat,
+    | Heartbeat
+    | Process,
     Field(discriminator="kind"),
 ]
 
@@ -74,6 +76,7 @@ __all__ = [
     "Mysql",
     "Nats",
     "Postgres",
+    "Process",
     "Redis",
     "Remote",
     "SpecBase",

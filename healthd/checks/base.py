@@ -6,8 +6,9 @@ the run's Deadline that returns an Observation or raises (CheckFailed for failur
 it understands). The runner owns the deadline, the clock and exception mapping.
 
 `Context` carries what the daemon owns and a few kinds read: the loop-lag monitor
-(`loop`) and the heartbeats posted to the store (`heartbeat`). Built without one, a
-check gets a context of its own (a fresh monitor, no heartbeats).
+(`loop`), the heartbeats posted to the store (`heartbeat`) and the supervised child
+(`process`, DESIGN §16). Built without one, a check gets a context of its own (a fresh
+monitor, no heartbeats, no child).
 """
 
 from __future__ import annotations
@@ -51,6 +52,19 @@ class Beats(Protocol):
     def beat(self, name: str) -> Beat | None: ...
 
 
+class Supervised(Protocol):
+    """The process healthd runs and waits for (`healthd run -- CMD`), as checks see it."""
+
+    @property
+    def pid(self) -> int | None: ...  # None until it has started
+
+    @property
+    def uptime(self) -> float: ...  # seconds since it started
+
+    @property
+    def ended(self) -> str | None: ...  # how it ended (`exited 3`), None while it runs
+
+
 class _NoBeats:
     def beat(self, name: str) -> Beat | None:
         return None
@@ -64,6 +78,7 @@ class Context:
     lag: LagMonitor = field(default_factory=LagMonitor)
     beats: Beats = field(default_factory=_NoBeats)
     clock: Callable[[], float] = time.monotonic
+    app: Supervised | None = None  # the supervised child, if healthd runs one
     # Work a run leaves going after its answer (exec's TERM → KILL), held until done; the
     # daemon waits for it at stop.
     held: set[asyncio.Task[None]] = field(default_factory=set)
@@ -157,6 +172,7 @@ class SpecBase(Model):
     kind: str
     critical: bool = True
     shared: bool = False  # a dependency every instance shares: the fleet's panic rule (§14)
+    startup: bool = False  # one of the service's own checks: in the startup group (§16)
     interval: Duration = 10.0
     timeout: Duration = 1.0
     failure_threshold: int = Field(default=1, ge=1, le=100)

@@ -3,7 +3,8 @@
 Never one line per passing run: a steady state is silent. A flapping check logs
 "started flapping" once and "stopped flapping" once instead of a line per change.
 `logging.format: json` writes one JSON object per line (`ts`, `level`, `msg`, and for
-transitions `event`, `check` or `group`, `from`, `to`, `reason`, `message`); `text` writes
+transitions `event`, `check` or `group`, `from`, `to`, `reason`, `message`; for the
+supervisor's exit line `event: exit` and an `exit` object); `text` writes
 `ts LEVEL msg`. Messages come from checks, which redact secrets before any message
 includes a URL or DSN.
 """
@@ -22,7 +23,7 @@ from healthd.events import Observer
 from healthd.model import CheckState, State
 
 log = logging.getLogger("healthd.state")
-FIELDS = ("event", "check", "group", "from", "to", "reason", "message")
+FIELDS = ("event", "check", "group", "from", "to", "reason", "message", "exit")
 _BAD = {State.UNHEALTHY, State.UNKNOWN}
 
 
