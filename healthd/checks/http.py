@@ -89,6 +89,10 @@ def new_session(tls_verify: bool = True) -> tuple[aiohttp.ClientSession, Capturi
     session = aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=False
     )
+    # aiohttp re-sends an idempotent request once, on a new connection, when the server
+    # drops one: a flaky server would read as passing with `attempts: 1`. Retries are
+    # ours to make and count (`retries:`); there is no public switch for this one.
+    session._retry_connection = False
     return session, connector
 
 

@@ -269,3 +269,32 @@ def test_secret_url_is_not_echoed_in_errors() -> None:
     with pytest.raises(ValidationError) as info:
         HttpSpec(name="web", kind="http", url="ftp://u:hunter2@h/")
     assert "hunter2" not in str(info.value)
+
+
+async def test_a_dropped_connection_is_not_resent_behind_our_back() -> None:
+    """`retries: 0` is one connection per run: a server that drops the first connection
+    after reading the request and answers the next reads as failing, with `attempts: 1`
+    and exactly one connection made (aiohttp would otherwise re-send a GET on its own)."""
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        if connections > 1:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        result = await run(f"http://127.0.0.1:{port}/flaky", retries=0)
+        assert result.outcome is Outcome.FAIL, result.message
+        assert result.attempts == 1
+        assert connections == 1
+        connections = 0
+        retried = await run(f"http://127.0.0.1:{port}/flaky", retries=1, retry_delay="10ms")
+        assert retried.outcome is Outcome.PASS, retried.message
+        assert retried.attempts == 2
+        assert connections == 2
