@@ -53,7 +53,7 @@ SERVICE_UNKNOWN: int = Response.SERVICE_UNKNOWN
 GROUP_SERVICES = {"": READINESS, READINESS: READINESS, LIVENESS: LIVENESS, STARTUP: STARTUP}
 """Service name → group; any other name is a check's (groups win over a check so named)."""
 ENDPOINT = "grpc"  # the `endpoint` label of the probe metrics for answered `Check`s
-CODES = {SERVING: 200, NOT_SERVING: 503}  # their `code` label: the HTTP probe's default code
+CODES = {SERVING: "SERVING", NOT_SERVING: "NOT_SERVING"}  # their `code` label: what was sent
 OPTIONS = [("grpc.so_reuseport", 0)]  # grpcio's default shares a taken port with its owner
 
 

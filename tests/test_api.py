@@ -217,6 +217,22 @@ async def test_startupz_latches(aiohttp_client: MakeClient) -> None:
     assert (await client.get("/startupz")).status == 200  # still started
 
 
+async def test_a_latched_startup_says_passed_while_draining(aiohttp_client: MakeClient) -> None:
+    """Draining shows in readiness, never in a latched /startupz: its verbose answer says
+    passed and has no line that contradicts it; /readyz?verbose names the drain."""
+    s = settings(on_demand("db"))
+    engine = engine_with(fakes(db=Outcome.PASS), s)
+    client = await client_for(aiohttp_client, engine)
+    assert (await client.get("/startupz")).status == 200  # the latch closes
+    engine.drain()
+    started = await client.get("/startupz?verbose")
+    assert started.status == 200
+    assert await started.text() == "[+]db ok\nstartupz check passed\n"
+    ready = await client.get("/readyz?verbose")
+    assert ready.status == 503
+    assert "[-]draining: this instance is shutting down" in await ready.text()
+
+
 async def test_status_codes_configurable(aiohttp_client: MakeClient) -> None:
     """server.status_codes maps states to HTTP codes (e.g. degraded → 299)."""
     s = settings(on_demand("db", critical=False), server={"status_codes": {"degraded": 299}})

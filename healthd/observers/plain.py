@@ -54,12 +54,12 @@ class ProbeStats(Collector):
     BATCH = 4096
 
     def __init__(self) -> None:
-        self.codes: dict[tuple[str, int], int] = {}
+        self.codes: dict[tuple[str, int | str], int] = {}
         self.durations: dict[str, _Histogram] = {}
         self.budgets: dict[str, _Histogram] = {}
-        self._pending: list[tuple[str, int, float, float]] = []
+        self._pending: list[tuple[str, int | str, float, float]] = []
 
-    def observe(self, endpoint: str, code: int, duration: float, budget: float) -> None:
+    def observe(self, endpoint: str, code: int | str, duration: float, budget: float) -> None:
         pending = self._pending
         pending.append((endpoint, code, duration, budget))
         if len(pending) >= self.BATCH:
@@ -96,7 +96,7 @@ class ProbeStats(Collector):
     def _families() -> tuple[CounterMetricFamily, HistogramMetricFamily, HistogramMetricFamily]:
         return (
             CounterMetricFamily(
-                "healthd_probe_requests", "probe requests answered, by status code",
+                "healthd_probe_requests", "probe requests answered, by status code (HTTP) or serving status (gRPC)",
                 labels=["endpoint", "code"],
             ),
             HistogramMetricFamily(

@@ -43,9 +43,10 @@ FLAGS = {"": True, "1": True, "true": True, "yes": True, "0": False, "false": Fa
 
 
 class ProbeCounter(Protocol):
-    """Where answered probes are counted (observers.metrics.Metrics.probe)."""
+    """Where answered probes are counted (observers.metrics.Metrics.probe): `code` is what
+    went on the wire, an HTTP status or a gRPC serving status's name."""
 
-    def probe(self, endpoint: str, code: int, duration: float, budget: float) -> None: ...
+    def probe(self, endpoint: str, code: int | str, duration: float, budget: float) -> None: ...
 
 
 class Answers:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from healthd.groups import HEALTH
+from healthd.groups import HEALTH, drains
 from healthd.model import CheckState, PastRun, Reason, Snapshot, State, Status
 
 
@@ -223,7 +223,7 @@ def render_verbose(snapshot: Snapshot, endpoint: str, passed: bool, details: boo
     lines = [verbose_line(c, details) for c in snapshot.checks]
     lines += [f"[+]{name} excluded: ok" for name in snapshot.excluded]
     lines += [f"[+]{why}" for why in snapshot.fleet.values()]
-    if snapshot.draining and snapshot.group != "liveness":
+    if snapshot.draining and drains(snapshot.group):  # a latched startup stays passed
         lines.append("[-]draining: this instance is shutting down")
     lines.append(f"{endpoint} check {'passed' if passed else 'failed'}")
     return "\n".join(lines) + "\n"
