@@ -306,6 +306,16 @@ async def test_etcd_stopped_mid_run_falls_back_to_local_semantics_and_recovers(
             for h in procs:
                 assert await metric(session, h, "healthd_fleet_connected") == 0
                 assert sum("fleet: etcd unreachable" in line for line in h.lines) == 1
+            # draining never depends on etcd: the drain is taken at once, without a slot
+            start = time.monotonic()
+            async with session.post(procs[0].admin_url("/admin/drain"), headers=AUTH) as r:
+                status, body = r.status, await r.json()
+            assert status == 200, body
+            assert time.monotonic() - start < 1.0
+            assert body["draining"] is True and body["slot"] is None, body
+            assert (await readyz(session, procs[0]))[1]["status"] == "draining"
+            async with session.post(procs[0].admin_url("/admin/ready"), headers=AUTH) as r:
+                assert r.status == 200, await r.text()
         finally:
             if how == "killed":
                 etcd.start()
