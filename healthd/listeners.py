@@ -7,7 +7,8 @@ buffer. A daemon descheduled around the close (a loaded node, SIGSTOP) has many 
 `Listener.close()` and `close_idle()` instead:
 
     1. keep a duplicate of the listening socket, so `site.stop()` only stops asyncio
-       watching it while the kernel keeps the accept queue;
+       watching it while the kernel keeps the accept queue; connections asyncio accepted
+       already attach to its server first (one loop turn before `site.stop()`);
     2. accept everything queued in one synchronous burst (no await: nothing can slip in
        behind it), then close the socket: from here on connects are refused;
     3. hand each accepted socket to the aiohttp server, like any other connection;
@@ -90,7 +91,14 @@ class Listener:
         if self.sock is None or self.site is None:
             return 0
         keep = self.sock.dup()
-        await self.site.stop()  # asyncio stops accepting and closes its descriptor only
+        loop = asyncio.get_running_loop()
+        # asyncio's accept callback may have taken connections off the queue already and
+        # scheduled the tasks that attach them to its server: stop it accepting, let those
+        # tasks take their first step (one loop turn), and only then close its server, or
+        # their attach fails and the sockets are dropped (a reset, seen under load).
+        loop.remove_reader(self.sock.fileno())
+        await asyncio.sleep(0)
+        await self.site.stop()  # asyncio closes its server and its descriptor only
         queued: list[socket.socket] = []
         try:
             while True:  # no await in here: the burst and the close are one step
@@ -105,7 +113,6 @@ class Listener:
             keep.close()
             self.closed_at = time.time()
             self.sock = self.site = None
-        loop = asyncio.get_running_loop()
         server = self.runner.server
         for conn in queued:
             conn.setblocking(False)

@@ -65,6 +65,30 @@ async def test_a_connection_queued_in_the_kernel_at_the_close_is_answered(
     client.close()
 
 
+async def test_a_connection_asyncio_accepted_just_before_the_close_is_answered(
+    served: tuple[web.AppRunner, Listener],
+) -> None:
+    """The race a loaded loop hits: asyncio's accept callback has taken the connection off
+    the kernel queue and scheduled the task that attaches it to the server, and the close
+    runs before that task's first step. Closing the asyncio server then would make the
+    attach fail and drop the socket (the client sees a reset): the close lets those tasks
+    attach first, so the connection is answered like any other."""
+    runner, listener = served
+    assert listener.sock is not None
+    client = socket.create_connection(("127.0.0.1", port(listener)))
+    client.sendall(REQUEST)
+    loop = asyncio.get_running_loop()
+    selector = loop._selector  # type: ignore[attr-defined]  # the default selector loop's
+    accept = selector.get_key(listener.sock.fileno()).data[0]  # the listener's read callback
+    accept._run()  # the selector reported it readable in this iteration: accepted, not attached
+    taken = await listener.close()  # no await in between, as in the same loop iteration
+    assert runner.server is not None
+    await close_idle([runner.server], time.monotonic() + 2)
+    assert taken == 0  # asyncio had it, not the kernel queue
+    assert (await answer(client)).startswith(b"HTTP/1.1 200")
+    client.close()
+
+
 async def test_a_connect_after_the_close_is_refused(
     served: tuple[web.AppRunner, Listener],
 ) -> None:
