@@ -96,7 +96,7 @@ class ProbeStats(Collector):
     def _families() -> tuple[CounterMetricFamily, HistogramMetricFamily, HistogramMetricFamily]:
         return (
             CounterMetricFamily(
-                "healthd_probe_requests", "probe requests answered, by status code (HTTP) or serving status (gRPC)",
+                "healthd_probe_requests", "probe requests answered, by HTTP or gRPC status",
                 labels=["endpoint", "code"],
             ),
             HistogramMetricFamily(
