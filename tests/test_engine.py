@@ -18,6 +18,7 @@ from healthd.deadline import Deadline
 from healthd.events import Observer
 from healthd.health import Health
 from healthd.model import CheckResult, CheckState, Observation, Outcome, Reason, State, Status
+from healthd.runs import MAX_RUNS
 from healthd.testing import FakeCheck, ManualClock
 from tests.helpers import engine_with, run_now, settings
 
@@ -268,6 +269,22 @@ async def test_callers_with_one_budget_arriving_apart_share_at_most_two_runs() -
     for answered, at in answers:
         assert at - 0.1 - 0.01 <= answered <= at + 0.1, answered - at  # + a loaded loop
     assert min(answered - at for answered, at in answers) < -0.01  # the second wave's share
+    await engine.stop()
+
+
+async def test_runs_of_one_check_in_flight_are_capped() -> None:
+    """Callers with ever longer budgets on a hung check, each past the cut-short run before
+    it: the first two get runs of their own, every later one joins the last (MAX_RUNS), so
+    a burst of budgets never becomes a run per caller."""
+    fake = FakeCheck(delay=5.0)
+    s = settings([{"name": "hung", "mode": "on_demand", "timeout": "5s", "interval": "10s"}])
+    engine = engine_with({"hung": fake}, s)
+    tasks = [engine.runs.start("hung", Deadline.after(b)) for b in (0.1, 0.4, 0.8, 1.6, 3.2)]
+    await asyncio.sleep(0.05)
+    assert MAX_RUNS == 2
+    assert fake.calls == MAX_RUNS
+    assert len(set(tasks)) == MAX_RUNS
+    assert tasks[2:] == [tasks[1]] * 3  # joined the run that ends last
     await engine.stop()
 
 
