@@ -72,4 +72,4 @@ def weighted_changes(bits: int, seen: int, window: int) -> float:
             total += weight(i, window)
         changes >>= 1
         i += 1
-    return 100.0 * total / window
+    return round(100.0 * total / window, 9)  # a float sum's last bits never cross `high`

@@ -74,6 +74,24 @@ def test_weighted_percent(outcomes: list[Outcome], percent: float, flapping: boo
     assert detector.flapping is flapping
 
 
+@pytest.mark.parametrize(
+    "runs",
+    [
+        "pfpfp" + "f" * 11 + "pfpfp",  # 5 changes at each end of the window: exactly 50 %
+        "fpppfpfppppppfpppfppf",  # exactly 50 % too, summed in an order floats round up
+    ],
+)
+def test_exactly_high_does_not_start_flapping(runs: str) -> None:
+    """`high` is a bound to pass, not to reach: a window at exactly 50.0 % is not flapping
+    (and reads 50.0, whatever order the float sum took); one change more starts it."""
+    detector = Flapping(20, 0.5, 0.25)
+    for run in runs:
+        detector = detector.observe(P if run == "p" else F)
+    assert detector.percent == 50.0
+    assert not detector.flapping
+    assert detector.observe(P if runs[-1] == "f" else F).flapping
+
+
 def test_hysteresis_stops_only_below_low() -> None:
     """Once flapping, it stays so until the figure falls below `low`, not `high`."""
     detector = Flapping(20, 0.5, 0.25)
