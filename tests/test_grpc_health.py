@@ -154,6 +154,30 @@ async def test_check_answers_for_groups_checks_and_unknown_names(tmp_path: Path)
         assert "\n" not in (info.value.details() or "")
 
 
+WARNS = """
+  - {name: warns, kind: exec, command: [sh, -c, "echo disk 85% full; exit 1"],
+     interval: 500ms, timeout: 400ms}
+"""
+
+
+async def test_a_warning_check_is_serving(tmp_path: Path) -> None:
+    """A check that warns (a Nagios exit 1) is SERVING on its own and in its group, as its
+    HTTP probe is 200: a warning never takes an instance out of rotation."""
+    async with port_listener() as db, Healthd(tmp_path, config(db) + WARNS) as h, stub(h) as s:
+        await until(s, "", SERVING)
+        async with aiohttp.ClientSession() as session:
+            url = h.url("/readyz/warns?verbose")
+            for _ in range(100):  # until its first run has landed
+                async with session.get(url, headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+                    text = await r.text()
+                if "warn:" in text:
+                    break
+                await asyncio.sleep(0.05)
+        assert "[+]warns warn: disk 85% full" in text, text
+        assert await check(s, "warns") == SERVING
+        assert await check(s, "readiness") == SERVING
+
+
 async def test_answered_checks_are_counted_as_probes(tmp_path: Path) -> None:
     """Each answered Check lands in healthd_probe_requests_total{endpoint="grpc"} and the
     budget histogram, labelled with what went on the wire: SERVING and NOT_SERVING, never
