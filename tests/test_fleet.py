@@ -197,6 +197,41 @@ async def test_a_failure_only_one_instance_sees_still_takes_it_out(
         assert readiness_moves(procs[0]) == ["none → unknown", "unknown → unhealthy"]
 
 
+@pytest.mark.parametrize(("threshold", "failing"), [(None, "unhealthy"), ("30%", "degraded")])
+async def test_two_of_five_failing_is_below_the_default_panic_threshold(
+    tmp_path: Path,
+    etcd: EtcdServer,
+    session: aiohttp.ClientSession,
+    threshold: str | None,
+    failing: str,
+) -> None:
+    """2 of 5 see the database failing: under the default `panic_threshold` (50 %) that is
+    no panic, so those two stay 503 unhealthy; with `panic_threshold: 30%` it is one, and
+    they stay in rotation (200 degraded). The threshold reaches the rule either way."""
+    extra = {"panic_threshold": threshold} if threshold else {}
+    addresses = [refused(), refused()] + ["UP"] * 3
+    async with listener() as (up, _):
+        addresses = [up if a == "UP" else a for a in addresses]
+        async with fleet_of(tmp_path, etcd, addresses, **extra) as procs:
+
+            async def settled() -> bool:
+                got = await answers(session, procs)
+                view = await admin_fleet(session, procs[4])
+                return (
+                    len(view["instances"]) == 5
+                    and all(body["status"] == failing for _, body in got[:2])
+                    and all(body["status"] == "healthy" for _, body in got[2:])
+                )
+
+            await eventually(settled, 15, f"i0, i1 {failing}; i2..i4 healthy")
+            code = 503 if failing == "unhealthy" else 200
+            for _ in range(10):  # and it holds: no late panic
+                assert [c for c, _ in await answers(session, procs)] == [code] * 2 + [200] * 3
+                await asyncio.sleep(0.1)
+            panic = 0 if failing == "unhealthy" else 1
+            assert await metric(session, procs[0], 'healthd_fleet_panic{check="db"}') == panic
+
+
 async def test_a_fleet_failing_within_one_second_converges_without_flipping(
     tmp_path: Path, etcd: EtcdServer, session: aiohttp.ClientSession
 ) -> None:
