@@ -1,33 +1,13 @@
-"""Pure: a group's checks and the drain flag → one State (DESIGN §2, first rule wins).
+"""Pure: a group's checks and the drain flag → one State (DESIGN §2, first rule wins):
+draining > unhealthy > unknown > degraded > healthy.
 
-`aggregate` walks the checks; `weigh` and `fold` say the same rules as counts, which is
-how the store keeps every group's state without a walk (tests hold the two equal).
+`weigh` and `fold` say the rules as counts, which is how the store keeps every group's
+state without a walk (tests/oracles.py walks the checks, and the tests hold the two equal).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from healthd.model import CheckState, State, Status
-
-
-def aggregate(checks: Iterable[CheckState], draining: bool) -> State:
-    """draining > unhealthy > unknown > degraded > healthy."""
-    if draining:
-        return State.DRAINING
-    unknown = degraded = False
-    for check in checks:
-        if check.critical:
-            if check.status.failing:
-                return State.UNHEALTHY
-            unknown = unknown or check.status is Status.UNKNOWN
-            degraded = degraded or check.status is Status.WARN
-        else:
-            degraded = degraded or check.status is not Status.PASS
-    if unknown:
-        return State.UNKNOWN
-    return State.DEGRADED if degraded else State.HEALTHY
-
+from healthd.model import State, Status
 
 # The same rules as counts, for the store's per-group tallies: a check weighs on its
 # groups by one of these codes, and a group's state follows from how many weigh each way.

@@ -244,9 +244,6 @@ class Settings(Model):
             self.all_checks, self.groups.readiness, self.groups.liveness, implicit=implicit
         )
 
-    def check(self, name: str) -> Any:
-        return next(c for c in self.all_checks if c.name == name)
-
 
 # --- loading ---------------------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ On top of that, what readers see (`status`):
   `skipped` at once and leaves thresholds and flap detection as they were: the check
   did not run, so nothing was learnt about it.
 
-A state whose last result is older than `max_age` is `unknown` when read
-(`freshness`), without changing what was counted. `next_delay` says when a background
+A state whose last result is older than `max_age` is `unknown` when read (the store
+expires it), without changing what was counted. `next_delay` says when a background
 check runs next (fast and down intervals), before the scheduler's jitter.
 """
 
@@ -60,19 +60,6 @@ def evaluate(
         base,
         flap,
     )
-
-
-def changed(before: CheckState, after: CheckState) -> bool:
-    """Whether observers hear of this step: the status moved, or flapping started or stopped."""
-    return after.status is not before.status or after.flapping is not before.flapping
-
-
-def freshness(state: CheckState, now: float, max_age: float) -> CheckState:
-    """`state` as seen at monotonic time `now`: `unknown` when its last result is too old."""
-    last = state.last
-    if last is None or now - (last.started_at + last.duration) <= max_age:
-        return state
-    return replace(state, status=Status.UNKNOWN)
 
 
 def next_delay(spec: SpecBase, state: CheckState) -> float:

@@ -2,7 +2,8 @@
 
 `healthd openapi` prints it; config/openapi.json is that output, checked in (a test fails
 when it is stale: run `healthd openapi > config/openapi.json`). The shapes follow what
-api.py, admin.py and render.py answer; tests/test_fuzz_api.py holds a live daemon to it.
+web/probes.py, web/admin.py and web/render.py answer; tests/test_fuzz_api.py holds a
+live daemon to it.
 Over ~300 lines because it is a document written as data: one page per API, nothing to split.
 """
 

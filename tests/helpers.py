@@ -65,3 +65,8 @@ async def serve(
     assert runner.server is not None
     probes.front(app, runner.server)  # before the client's first connection
     return client
+
+
+def spec_named(settings: Settings, name: str) -> Any:
+    """The check spec called `name` among the settings' checks (implicit ones included)."""
+    return next(c for c in settings.all_checks if c.name == name)

@@ -61,7 +61,7 @@ async def test_child_of_a_failing_parent_is_skipped_not_run() -> None:
     text = render.render_verbose(snapshot, "readyz", False, details=True)
     assert "[-]api skipped: depends on db (timeout)" in text
     assert "[-]orders skipped: depends on db (timeout)" in text
-    body = json.loads(render.render_json(snapshot, details=True))
+    body = json.loads(render.Renderer().json(snapshot, details=True))
     assert body["checks"]["orders"]["status"] == "skipped"
     assert body["checks"]["orders"]["attempts"] == 0
     assert snapshot.state is State.UNHEALTHY
@@ -193,7 +193,7 @@ async def test_flapping_shows_in_json_and_verbose() -> None:
     for _ in range(5):
         await run_now(engine, "db")
     snapshot = await engine.evaluate("readiness", Deadline.after(1.0))
-    view = json.loads(render.render_json(snapshot, details=True))["checks"]["db"]
+    view = json.loads(render.Renderer().json(snapshot, details=True))["checks"]["db"]
     assert (view["status"], view["flapping"], view["reason"], view["last_outcome"]) == (
         "fail", True, "flapping", "pass",
     )  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 from healthd.deadline import Deadline
 from healthd.model import Outcome, State
 from healthd.testing import FakeCheck
-from tests.helpers import engine_with, settings
+from tests.helpers import engine_with, settings, spec_named
 
 
 def test_a_config_with_only_db_gets_a_loop_check_in_liveness() -> None:
@@ -35,7 +35,7 @@ def test_a_config_with_its_own_loop_check_gets_none_added() -> None:
 def test_the_added_check_takes_the_configured_defaults() -> None:
     """defaults: apply to the added check like to any other."""
     s = settings([{"name": "db"}], defaults={"interval": "3s", "timeout": "200ms"})
-    loop = s.check("loop")
+    loop = spec_named(s, "loop")
     assert (loop.interval, loop.timeout) == (3.0, 0.2)
 
 

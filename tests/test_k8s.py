@@ -15,6 +15,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from healthd.config import Settings, parse_settings
+from tests.helpers import spec_named
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "config" / "k8s"
@@ -237,7 +238,10 @@ def test_supervised_probes_point_at_healthd_and_startup_holds_the_apps_own_check
         assert int(headers["X-Request-Timeout-Ms"]) < container[probe]["timeoutSeconds"] * 1000
     startup = settings.members("startup")
     assert "app" in startup
-    assert all(settings.check(n).kind == "process" or settings.check(n).startup for n in startup)
+    assert all(
+        spec_named(settings, n).kind == "process" or spec_named(settings, n).startup
+        for n in startup
+    )
     assert "app" in settings.members("liveness")
 
 

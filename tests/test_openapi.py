@@ -114,8 +114,8 @@ def _snapshot(group: str = "readiness") -> Snapshot:
 
 @pytest.mark.parametrize("details", [True, False])
 def test_rendered_json_conforms(details: bool) -> None:
-    """render.render_json's bodies match the probe response schemas, both shapes."""
-    body = json.loads(render.render_json(_snapshot(), details))
+    """render.Renderer's JSON bodies match the probe response schemas, both shapes."""
+    body = json.loads(render.Renderer().json(_snapshot(), details))
     validator("Detailed" if details else "StatusOnly").validate(body)
     assert not validator("StatusOnly" if details else "Detailed").is_valid(body)
 
@@ -123,7 +123,9 @@ def test_rendered_json_conforms(details: bool) -> None:
 @pytest.mark.parametrize("details", [True, False])
 def test_rendered_health_json_conforms(details: bool) -> None:
     """The application/health+json bodies match the HealthJson schema."""
-    validator("HealthJson").validate(json.loads(render.render_health_json(_snapshot(), details)))
+    validator("HealthJson").validate(
+        json.loads(render.Renderer().health_json(_snapshot(), details))
+    )
 
 
 def test_error_shape_is_closed() -> None:

@@ -20,7 +20,7 @@ def test_stdlib_and_orjson_write_the_same_json() -> None:
     """Without orjson the stdlib writes the same document (non-ASCII messages included)."""
     view = render.snapshot_view(snapshot(), details=True)
     assert json.loads(render._stdlib_dumps(view)) == json.loads(render.dumps(view))
-    assert json.loads(render.render_json(snapshot(), True)) == json.loads(
+    assert json.loads(render.Renderer().json(snapshot(), True)) == json.loads(
         render._stdlib_dumps(view)
     )
 
@@ -45,8 +45,8 @@ def test_the_fleet_reason_is_in_every_detailed_format() -> None:
     why = "fleet: 4/5 instances see db failing; staying in rotation"
     held = Snapshot(**{**{f: getattr(snapshot(), f) for f in Snapshot.__slots__},
                        "state": State.DEGRADED, "fleet": {"db": why}})  # fmt: skip
-    assert json.loads(render.render_json(held, True))["fleet"] == {"db": why}
-    assert json.loads(render.render_health_json(held, True))["notes"] == [why]
-    assert "notes" not in json.loads(render.render_health_json(held, False))
-    assert "notes" not in json.loads(render.render_health_json(snapshot(), True))
+    assert json.loads(render.Renderer().json(held, True))["fleet"] == {"db": why}
+    assert json.loads(render.Renderer().health_json(held, True))["notes"] == [why]
+    assert "notes" not in json.loads(render.Renderer().health_json(held, False))
+    assert "notes" not in json.loads(render.Renderer().health_json(snapshot(), True))
     assert f"[+]{why}" in render.render_verbose(held, "readyz", True, True)

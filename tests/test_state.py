@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from healthd.aggregator import aggregate
-from healthd.evaluator import evaluate, freshness
+from healthd.evaluator import evaluate
 from healthd.model import CheckResult, CheckState, Outcome, Reason, State, Status
+from tests.oracles import aggregate, freshness
 
 OUTCOMES = st.sampled_from(list(Outcome))
 STATUSES = st.sampled_from(list(Status))

@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from healthd import store as store_module
-from healthd.aggregator import aggregate
 from healthd.checks.tcp import TcpSpec
 from healthd.config import GroupSettings
-from healthd.evaluator import evaluate, freshness
+from healthd.evaluator import evaluate
 from healthd.groups import GROUPS, HEALTH, LIVENESS, READINESS, STARTUP, Membership
 from healthd.model import CheckResult, CheckState, Outcome, Reason, State, Status
 from healthd.store import Store
 from healthd.testing import ManualClock
+from tests.oracles import aggregate, freshness
 
 MAX_AGE = 3.0
 

@@ -14,6 +14,7 @@ from healthd.deadline import Deadline
 from healthd.errors import CheckFailed, CommandError
 from healthd.supervise import resolve
 from healthd.supervise.exitline import Ended, Stop
+from tests.helpers import spec_named
 
 TERM, KILL = int(signal.SIGTERM), int(signal.SIGKILL)
 
@@ -91,7 +92,7 @@ checks:
     assert supervised.members("readiness") == ["db", "web", "app"]
     assert supervised.members("liveness") == ["loop", "app"]
     assert supervised.members("startup") == ["app"]
-    assert supervised.check("app").kind == "process"
+    assert spec_named(supervised, "app").kind == "process"
     assert plain.supervised().model_copy(update={"history": 5}).members("startup") == ["app"]
 
 

@@ -117,7 +117,7 @@ class FlapSettings(Model):
 
 
 def _flap_tag(value: Any) -> str:
-    # Tags start upper-case so config error paths skip them (config._locate).
+    # Tags start upper-case so config error paths skip them (configfile._split_path, _locate).
     return "Off" if isinstance(value, str | bool) else "FlapSettings"
 
 

@@ -21,7 +21,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, NoReturn
 
 from healthd.durations import format_duration
 from healthd.fleet.etcd import Etcd, EtcdError
@@ -92,8 +92,7 @@ class Fleet:
         while True:
             started = self.clock()
             try:
-                await self._session()
-                problem = "session ended"  # (a session only ends by raising)
+                await self._session()  # only ever ends by raising
             except EtcdError as exc:
                 problem = str(exc)
             except Exception as exc:  # never crash the daemon: log, retry
@@ -107,7 +106,7 @@ class Fleet:
 
     # --- one session ------------------------------------------------------------------------------
 
-    async def _session(self) -> None:
+    async def _session(self) -> NoReturn:
         kept, self._old_lease = self._old_lease, 0
         if kept and await self.etcd.keepalive(kept) > 0:
             self.lease = kept  # a short outage: the report and any slot are still there
@@ -292,7 +291,7 @@ class Fleet:
             log.info("fleet: no drain slot free (held by %s); draining anyway", holders)
 
 
-async def _first_error(*coroutines: Awaitable[None]) -> None:
+async def _first_error(*coroutines: Awaitable[None]) -> NoReturn:
     """Run them together until one ends (raising); cancel the rest; raise what it raised."""
     tasks = [asyncio.ensure_future(c) for c in coroutines]
     try:

@@ -41,7 +41,6 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-_iso = iso
 History = Callable[[str], Sequence[PastRun]]  # a check's name → its kept results
 
 
@@ -77,7 +76,7 @@ def check_view(state: CheckState) -> dict[str, Any]:
         reason=Reason.FLAPPING.value if state.flapping else last.reason.value,
         message=message(state),
         duration_ms=round(last.duration * 1000, 3),
-        observed_at=_iso(last.observed_at),
+        observed_at=iso(last.observed_at),
         attempts=last.attempts,
     )
     if last.nested:
@@ -163,14 +162,6 @@ class Renderer:
         return head[:-1] + b',"checks":' + part + b"}"
 
 
-def render_json(snapshot: Snapshot, details: bool) -> bytes:
-    return Renderer().json(snapshot, details)
-
-
-def render_health_json(snapshot: Snapshot, details: bool) -> bytes:
-    return Renderer().health_json(snapshot, details)
-
-
 def _ietf_head(snapshot: Snapshot, details: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"status": _IETF.get(snapshot.state, "fail")}
     if details:
@@ -186,7 +177,7 @@ def _ietf_check(c: CheckState) -> dict[str, Any]:
         "status": _IETF_CHECK.get(c.status, "fail"),
         "observedValue": round(c.last.duration * 1000, 3) if c.last else None,
         "observedUnit": "ms",
-        "time": _iso(c.last.observed_at) if c.last else None,
+        "time": iso(c.last.observed_at) if c.last else None,
         "output": message(c),
     }
 
