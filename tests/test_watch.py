@@ -490,3 +490,34 @@ async def test_sigterm_ends_every_stream_with_draining_at_the_listener_close(
         final_at = datetime.fromisoformat(events[-1].data["at"])
         assert abs((final_at - closed_wall).total_seconds()) < 0.5
     assert exited - signalled < 1.0 + 3.0  # grace (10 s) was never held
+
+
+async def test_closing_the_event_source_never_swallows_a_cancellation() -> None:
+    """The handler's clean-up closes its event source; cancelled while that close waits,
+    the cancellation goes on up (the task ends cancelled), and an error closing is dropped."""
+    from healthd.web.watch import _aclose
+
+    closing = asyncio.Event()
+
+    class Slow:
+        def __aiter__(self) -> Slow:
+            return self
+
+        async def __anext__(self) -> Any:
+            raise StopAsyncIteration
+
+        async def aclose(self) -> None:
+            closing.set()
+            await asyncio.sleep(10)
+
+    class Broken(Slow):
+        async def aclose(self) -> None:
+            raise RuntimeError("aclose(): asynchronous generator is already running")
+
+    task = asyncio.create_task(_aclose(Slow()))
+    await closing.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+    await _aclose(Broken())  # no error

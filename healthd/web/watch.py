@@ -284,9 +284,11 @@ def _abort(request: web.Request) -> None:
 
 
 async def _aclose(source: AsyncIterator[Event]) -> None:
+    """Close the reader's event source; an error closing it is nothing to the reader, but a
+    cancellation of the handler goes on up (swallowing it would lose the cancel)."""
     close = getattr(source, "aclose", None)
     if close is not None:
-        with contextlib.suppress(BaseException):
+        with contextlib.suppress(Exception):
             await close()
 
 
