@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,7 +13,7 @@ from healthd.checks.base import Context, SpecBase
 from healthd.config import Settings, parse_settings
 from healthd.deadline import Deadline
 from healthd.health import Health
-from healthd.model import CheckResult
+from healthd.model import CheckResult, Outcome, Reason
 from healthd.observers import Telemetry
 from healthd.testing import FakeCheck
 from healthd.web import probes
@@ -70,3 +71,22 @@ async def serve(
 def spec_named(settings: Settings, name: str) -> Any:
     """The check spec called `name` among the settings' checks (implicit ones included)."""
     return next(c for c in settings.all_checks if c.name == name)
+
+
+def result(
+    name: str,
+    outcome: Outcome,
+    message: str = "",
+    *,
+    at: float | None = None,
+    duration: float = 0.002,
+    budget: float = 0.5,
+) -> CheckResult:
+    """One run's result of `name` (a tcp check): started `at` (monotonic; default now),
+    refused when it failed."""
+    reason = Reason.OK if outcome.good else Reason.REFUSED
+    started = time.monotonic() if at is None else at
+    return CheckResult(
+        name, "tcp", outcome, reason, message or outcome.value, duration, started, time.time(),
+        budget,
+    )  # fmt: skip

@@ -17,7 +17,7 @@ from healthd.evaluator import evaluate, initial, next_delay
 from healthd.flapping import Flapping, weight
 from healthd.model import CheckResult, CheckState, Outcome, Reason, Status
 from healthd.testing import FakeCheck, ManualClock
-from tests.helpers import settings
+from tests.helpers import result, settings
 
 P, W, F, T = Outcome.PASS, Outcome.WARN, Outcome.FAIL, Outcome.TIMEOUT
 
@@ -27,14 +27,10 @@ def spec(**keys: Any) -> SpecBase:
     return s
 
 
-def result(outcome: Outcome, reason: Reason = Reason.OK, message: str = "") -> CheckResult:
-    return CheckResult("c", "tcp", outcome, reason, message or outcome.value, 0.01, 0.0, 0.0, 1.0)
-
-
 def fold(s: SpecBase, outcomes: list[Outcome]) -> list[CheckState]:
     state, seen = initial(s), []
     for outcome in outcomes:
-        state = evaluate(state, result(outcome), s.failure_threshold, s.success_threshold)
+        state = evaluate(state, result("c", outcome), s.failure_threshold, s.success_threshold)
         seen.append(state)
     return seen
 
@@ -192,7 +188,7 @@ def test_flapping_parent_is_the_reason() -> None:
     flap = Flapping(4, 0.5, 0.25)
     for outcome in [P, F, P, F]:
         flap = flap.observe(outcome)
-    db = CheckState("db", "tcp", True, status=Status.FAIL, last=result(P), flap=flap)
+    db = CheckState("db", "tcp", True, status=Status.FAIL, last=result("c", P), flap=flap)
     assert dependencies.cause(db) == "skipped: depends on db (flapping)"
 
 
@@ -222,7 +218,7 @@ def test_skipped_leaves_thresholds_and_flapping_alone() -> None:
     assert (after.base, after.consecutive_failures, after.flap) == (
         before.base, before.consecutive_failures, before.flap,
     )  # fmt: skip
-    assert evaluate(after, result(F), 3, 1).status is Status.FAIL  # the third failure trips
+    assert evaluate(after, result("c", F), 3, 1).status is Status.FAIL  # the third failure trips
 
 
 class Node:

@@ -6,22 +6,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from healthd.evaluator import evaluate
-from healthd.model import CheckResult, CheckState, Outcome, Reason, State, Status
+from healthd.model import CheckState, Outcome, State, Status
+from tests.helpers import result
 from tests.oracles import aggregate, freshness
 
 OUTCOMES = st.sampled_from(list(Outcome))
 STATUSES = st.sampled_from(list(Status))
 
 
-def result(outcome: Outcome, at: float = 0.0) -> CheckResult:
-    return CheckResult("c", "tcp", outcome, Reason.OK, outcome.value, 0.01, at, 0.0, 1.0)
-
-
 def run(outcomes: list[Outcome], fail_at: int = 1, ok_at: int = 1) -> list[Status]:
     state = CheckState("c", "tcp", True)
     seen = []
     for outcome in outcomes:
-        state = evaluate(state, result(outcome), fail_at, ok_at)
+        state = evaluate(state, result("c", outcome, at=0.0), fail_at, ok_at)
         seen.append(state.status)
     return seen
 
@@ -66,7 +63,7 @@ def test_hysteresis(outcomes: list[Outcome], fail_at: int, ok_at: int) -> None:
 
 def test_freshness_turns_old_results_unknown() -> None:
     """A result older than max_age reads as unknown; the counted state is untouched."""
-    state = evaluate(CheckState("c", "tcp", True), result(Outcome.PASS, at=100.0), 1, 1)
+    state = evaluate(CheckState("c", "tcp", True), result("c", Outcome.PASS, at=100.0), 1, 1)
     assert freshness(state, 110.0, 30.0).status is Status.PASS
     assert freshness(state, 131.0, 30.0).status is Status.UNKNOWN
     assert state.status is Status.PASS

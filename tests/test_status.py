@@ -16,21 +16,13 @@ from healthd.health import Health
 from healthd.model import CheckResult, CheckState, Outcome, PastRun, Reason, State, Status
 from healthd.web.probes import make_app
 from healthd.web.status import STRIP, CheckRow, Page, availability, render_page
-from tests.helpers import settings
+from tests.helpers import result, settings
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
 TOKEN = "status-token-5678"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 NASTY = "<script>alert('x')</script> & \"quoted\""
-
-
-def result(name: str, outcome: Outcome, message: str = "", duration: float = 0.002) -> CheckResult:
-    reason = Reason.OK if outcome is Outcome.PASS else Reason.REFUSED
-    now = time.monotonic()
-    return CheckResult(
-        name, "tcp", outcome, reason, message or outcome.value, duration, now, time.time(), 0.5
-    )
 
 
 def page(checks: list[CheckRow] | None) -> str:

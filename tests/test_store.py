@@ -17,6 +17,7 @@ from healthd.groups import GROUPS, HEALTH, LIVENESS, READINESS, STARTUP, Members
 from healthd.model import CheckResult, CheckState, Outcome, Reason, State, Status
 from healthd.store import Store
 from healthd.testing import ManualClock
+from tests.helpers import result
 from tests.oracles import aggregate, freshness
 
 MAX_AGE = 3.0
@@ -35,10 +36,6 @@ def membership(all_specs: list[TcpSpec], flags: list[tuple[bool, bool, bool]]) -
     ready = [s.name for s, (_, r, _) in zip(all_specs, flags, strict=True) if r] or ["none"]
     live = [s.name for s, (_, _, lv) in zip(all_specs, flags, strict=True) if lv] or ["none"]
     return Membership.of(all_specs, GroupSettings(include=ready), GroupSettings(include=live))
-
-
-def result(name: str, outcome: Outcome, at: float) -> CheckResult:
-    return CheckResult(name, "tcp", outcome, Reason.OK, outcome.value, 0.01, at, 0.0, 0.5)
 
 
 class Naive:
@@ -89,7 +86,7 @@ def test_tallies_agree_with_a_full_walk(
         if kind == "record":
             index, outcome = arg
             spec = all_specs[index % len(all_specs)]
-            r = result(spec.name, outcome, clock())
+            r = result(spec.name, outcome, at=clock())
             store.record(spec, r)
             naive.record(r)
         elif kind == "drain":
@@ -145,11 +142,11 @@ def recording_work(n: int, calls: dict[str, int]) -> tuple[int, int, int]:
     store = Store(ManualClock())
     store.configure(all_specs, membership(all_specs, flags))
     for spec in all_specs:
-        store.record(spec, result(spec.name, Outcome.PASS, store.clock()))
+        store.record(spec, result(spec.name, Outcome.PASS, at=store.clock()))
     store._slots = Counting(store._slots)
     calls.update(weigh=0, fold=0)
     Counting.reads = 0
-    store.record(all_specs[n // 2], result(all_specs[n // 2].name, Outcome.FAIL, store.clock()))
+    store.record(all_specs[n // 2], result(all_specs[n // 2].name, Outcome.FAIL, at=store.clock()))
     assert store.current(READINESS) is State.UNHEALTHY
     return calls["weigh"], calls["fold"], Counting.reads
 
@@ -174,7 +171,7 @@ def test_snapshot_is_built_once_per_generation() -> None:
     store.configure(all_specs, membership(all_specs, flags))
     first = store.snapshot(READINESS)
     assert store.snapshot(READINESS) is first
-    store.record(all_specs[0], result("c0", Outcome.PASS, clock()))
+    store.record(all_specs[0], result("c0", Outcome.PASS, at=clock()))
     second = store.snapshot(READINESS)
     assert second is not first
     assert second.generation > first.generation
@@ -188,7 +185,7 @@ def test_a_stale_result_turns_unknown_and_is_announced() -> None:
     all_specs = specs(flags)
     store = Store(clock)
     store.configure(all_specs, membership(all_specs, flags))
-    store.record(all_specs[0], result("c0", Outcome.PASS, clock()))
+    store.record(all_specs[0], result("c0", Outcome.PASS, at=clock()))
     assert store.current(READINESS) is State.HEALTHY
     clock.advance(MAX_AGE)
     assert store.current(READINESS) is State.HEALTHY  # 3.01 s old only just now
@@ -211,7 +208,7 @@ async def test_changes_yield_numbered_transitions_and_reset_when_behind() -> Non
     stream = store.changes()
     reader = asyncio.ensure_future(anext(stream))
     await asyncio.sleep(0)
-    store.record(all_specs[0], result("c0", Outcome.FAIL, clock()))
+    store.record(all_specs[0], result("c0", Outcome.FAIL, at=clock()))
     event = await reader
     assert (event.kind, event.name, event.state, event.previous) == (
         "check",
@@ -242,7 +239,7 @@ async def test_a_mass_failure_of_every_check_fits_the_ring() -> None:
     assert store.ring.size == 3000
     start = store.ring.last_id
     for spec in all_specs:  # no await in between: one burst
-        store.record(spec, result(spec.name, Outcome.FAIL, clock()))
+        store.record(spec, result(spec.name, Outcome.FAIL, at=clock()))
     events = [event async for event in _take(store.changes(start), store.ring.last_id - start)]
     assert [e.kind for e in events].count("reset") == 0
     assert sum(e.kind == "check" for e in events) == 1500
@@ -258,7 +255,7 @@ def test_history_entries_are_not_walked_by_the_garbage_collector() -> None:
     collector untracks: a full collection no longer walks them (counted, not timed)."""
     import gc
 
-    from healthd.model import CheckResult, Outcome, Reason
+    from healthd.model import CheckResult, Outcome
     from tests.helpers import settings as make_settings
 
     s = make_settings([{"name": f"c{i}"} for i in range(50)])

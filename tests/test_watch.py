@@ -19,25 +19,17 @@ from aiohttp.test_utils import TestServer
 from healthd.checks.base import SpecBase
 from healthd.events import Observer
 from healthd.health import Health
-from healthd.model import CheckResult, CheckState, Outcome, Reason
+from healthd.model import CheckState, Outcome
 from healthd.watchers import Watchers
 from healthd.web.probes import WATCH, make_app
 from tests.conftest import free_port
-from tests.helpers import settings
+from tests.helpers import result, settings
 from tests.procs import Healthd
 from tests.sse import Stream
 
 TOKEN = "watch-token-1234"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 MakeServer = Callable[..., Awaitable[TestServer]]
-
-
-def result(name: str, outcome: Outcome, message: str = "") -> CheckResult:
-    reason = Reason.OK if outcome is Outcome.PASS else Reason.REFUSED
-    now = time.monotonic()
-    return CheckResult(
-        name, "tcp", outcome, reason, message or outcome.value, 0.001, now, time.time(), 0.5
-    )
 
 
 def flip(engine: Health, name: str, outcome: Outcome, message: str = "") -> None:
