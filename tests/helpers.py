@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -90,3 +92,20 @@ def result(
         name, "tcp", outcome, reason, message or outcome.value, duration, started, time.time(),
         budget,
     )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def http_server(
+    app: web.Application, *, tls: ssl.SSLContext | None = None, **options: Any
+) -> AsyncIterator[list[int]]:
+    """`app` served on a free loopback port (and a second one over TLS with `tls`): the
+    ports, plain first. Cleaned up on the way out."""
+    app_runner = web.AppRunner(app, **options)
+    await app_runner.setup()
+    try:
+        await web.TCPSite(app_runner, "127.0.0.1", 0).start()
+        if tls is not None:
+            await web.TCPSite(app_runner, "127.0.0.1", 0, ssl_context=tls).start()
+        yield [address[1] for address in app_runner.addresses]
+    finally:
+        await app_runner.cleanup()

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from tests.helpers import http_server
 from tests.procs import Healthd
 from tests.test_lifecycle import wait_ready
 
@@ -288,15 +289,8 @@ async def down(_: web.Request) -> web.Response:
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[Server, str]]:
     state = Server()
-    runner = web.AppRunner(state.app(), handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with http_server(state.app(), handler_cancellation=True) as (port,):
         yield state, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 async def probe(*args: str) -> subprocess.CompletedProcess[str]:

@@ -21,6 +21,7 @@ from healthd import runner
 from healthd.checks.http import HttpSpec, cert_not_after, redact_url
 from healthd.deadline import HEADER, Deadline
 from healthd.model import CheckResult, Outcome, Reason
+from tests.helpers import http_server
 
 BIG = b"x" * (100 * 1024) + b"MARKER"
 DOCUMENT = {"status": "up", "a": {"b": [{"c": 1}]}, "flag": True}
@@ -61,21 +62,14 @@ async def server(certificate: tuple[Path, Path]) -> AsyncIterator[Server]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    app_runner = web.AppRunner(app)
-    await app_runner.setup()
-    site = web.TCPSite(app_runner, "127.0.0.1", 0)
-    await site.start()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*certificate)
-    tls = web.TCPSite(app_runner, "127.0.0.1", 0, ssl_context=context)
-    await tls.start()
-    ports = [address[1] for address in app_runner.addresses]  # plain, then TLS
-    box.append(Server(ports[0], ports[1]))
-    try:
-        yield box[0]
-    finally:
-        box[0].release.set()
-        await app_runner.cleanup()
+    async with http_server(app, tls=context) as (plain, tls):
+        box.append(Server(plain, tls))
+        try:
+            yield box[0]
+        finally:
+            box[0].release.set()
 
 
 async def run(url: str, timeout: str = "1s", **keys: Any) -> CheckResult:

@@ -15,6 +15,7 @@ from healthd import runner
 from healthd.checks.remote import RemoteSpec
 from healthd.deadline import HEADER, Deadline
 from healthd.model import CheckResult, Outcome, Reason
+from tests.helpers import http_server
 
 DB_PASS = {"status": "pass", "kind": "postgres", "critical": True, "message": "SELECT 1 ok"}
 DB_TIMEOUT = {"status": "timeout", "kind": "postgres", "critical": True,
@@ -70,16 +71,12 @@ async def server() -> AsyncIterator[Server]:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", handle)
-    app_runner = web.AppRunner(app)
-    await app_runner.setup()
-    site = web.TCPSite(app_runner, "127.0.0.1", 0)
-    await site.start()
-    box.append(Server(app_runner.addresses[0][1]))
-    try:
-        yield box[0]
-    finally:
-        box[0].release.set()
-        await app_runner.cleanup()
+    async with http_server(app) as (port,):
+        box.append(Server(port))
+        try:
+            yield box[0]
+        finally:
+            box[0].release.set()
 
 
 async def run(url: str, timeout: str = "1s", **keys: Any) -> CheckResult:
