@@ -204,8 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
-    except ConfigError as exc:
-        print(f"healthd: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # one problem a line, each a line of its own for grep
+        for line in str(exc).splitlines() or [""]:
+            print(f"healthd: {line}", file=sys.stderr)
         return 3 if args.command == "check" else 2  # a Nagios plugin says UNKNOWN (3)
     except CommandError as exc:  # `run -- CMD`: as a shell says it, with its exit code
         print(f"healthd: {exc}", file=sys.stderr)

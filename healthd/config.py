@@ -294,7 +294,7 @@ def _parse(text: str, filename: str) -> Settings:
     try:
         return Settings.model_validate(data, context={"defaults": defaults})
     except ValidationError as exc:
-        raise configfile.invalid(exc, root, filename) from None
+        raise configfile.invalid(exc, root, filename, Settings.model_json_schema()) from None
 
 
 def load_settings(path: str | Path | None = None) -> Settings:

@@ -41,8 +41,22 @@ def test_validate_bad_file_exits_2_with_one_line() -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"healthd: {INVALID}:5: checks[0].timeout: must be shorter than interval"
+        " (timeout 20s, interval 10s)"
     ]
     assert "Traceback" not in done.stderr
+
+
+def test_validate_every_error_line_is_prefixed(tmp_path: Path) -> None:
+    """Several problems: one line each, and every line starts with `healthd:`, with a
+    "did you mean" for a misspelled key and the expected form of an address."""
+    text = "server:\n  listen: 8099\nchecks:\n  - {name: a, kind: loop, intervall: 5s}\n"
+    path = write(tmp_path, text)
+    done = healthd("validate", "-c", path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f'healthd: {path}:2: server.listen: expected host:port, e.g. "0.0.0.0:8099" (got 8099)',
+        f"healthd: {path}:4: checks[0].intervall: unknown key (did you mean `interval`?)",
+    ]
 
 
 def test_validate_good_file() -> None:

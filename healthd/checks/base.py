@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from healthd.deadline import Deadline
-from healthd.durations import Duration, Percent
+from healthd.durations import Duration, Percent, format_duration
 from healthd.flapping import Flapping
 from healthd.lag import LagMonitor
 from healthd.model import Beat, Observation
@@ -203,7 +203,10 @@ class SpecBase(Model):
         if self.timeout <= 0:
             raise ValueError("timeout: must be positive")
         if self.timeout >= self.interval:
-            raise ValueError("timeout: must be shorter than interval")
+            raise ValueError(
+                f"timeout: must be shorter than interval (timeout {format_duration(self.timeout)},"
+                f" interval {format_duration(self.interval)})"
+            )
         for key in ("fast_interval", "down_interval"):
             value = getattr(self, key)
             if value is not None and value <= self.timeout:
