@@ -12,6 +12,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from healthd import __version__
 from healthd.errors import CommandError, ConfigError
 
 ABOUT = """\
@@ -24,6 +25,7 @@ examples:
   healthd check --group readiness            one evaluation, Nagios exit code (0/1/2/3)
   healthd probe http://127.0.0.1:8099/readyz --timeout 500ms
 """
+CONFIG_HELP = "the YAML config file (default: the packaged default config)"
 T = TypeVar("T")
 NAGIOS = {"healthy": 0, "degraded": 1, "unhealthy": 2, "unknown": 3, "draining": 2}
 
@@ -74,33 +76,41 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from healthd.deadline import Deadline
-    from healthd.durations import parse_duration
-    from healthd.groups import ENDPOINTS, GROUPS, STARTUP
+    from healthd.durations import human_duration, parse_duration
+    from healthd.groups import ENDPOINTS, GROUPS
     from healthd.health import Health
     from healthd.web import render
 
     settings = _settings(args.config)
     group = ENDPOINTS.get(args.group, args.group)
     if group not in GROUPS:
-        raise ConfigError(f"--group: unknown group {args.group!r} (readiness, liveness, health)")
+        raise ConfigError(f"--group: unknown group {args.group!r} ({', '.join(GROUPS)})")
     try:
         budget = parse_duration(args.timeout) if args.timeout else settings.deadline.default
     except ValueError as exc:
         raise ConfigError(f"--timeout: {exc}") from None
+    margin = settings.deadline.margin
+    if budget < 2 * margin:  # the checks get what is left after the margin: say so
+        print(
+            f"healthd: --timeout {human_duration(budget)} leaves the checks"
+            f" {human_duration(max(budget - margin, 0.0))}: deadline.margin"
+            f" ({human_duration(margin)}) is kept back to write the answer",
+            file=sys.stderr,
+        )
 
     async def once() -> int:
         health = Health(settings=settings)
-        deadline = Deadline.within(budget, settings.deadline.margin)
-        target = "readiness" if group == STARTUP else group
         try:
-            snapshot = await health.evaluate(target, deadline, fresh=True)
+            snapshot = await health.evaluate(group, Deadline.within(budget, margin), fresh=True)
         finally:
             await health.stop()
-        if args.json:
-            print(json.dumps(render.snapshot_view(snapshot, details=True), indent=2))
-        else:
-            sys.stdout.write(render.render_verbose(snapshot, target, True, details=True))
-        return NAGIOS[snapshot.state.value]
+        code = NAGIOS[snapshot.state.value]
+        if args.json:  # one document a line, as pipelines expect; --pretty for people
+            view = render.snapshot_view(snapshot, details=True)
+            print(json.dumps(view, indent=2 if args.pretty else None))
+        else:  # the last line agrees with the exit code: passed only for 0 and 1
+            sys.stdout.write(render.render_verbose(snapshot, group, code <= 1, details=True))
+        return code
 
     return asyncio.run(once())
 
@@ -158,30 +168,47 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="healthd", description=ABOUT, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    top.add_argument("--version", action="version", version=f"healthd {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="serve probes, metrics and the admin API")
-    run.add_argument("-c", "--config", help="YAML file (default: the packaged default config)")
+    run.add_argument("-c", "--config", help=CONFIG_HELP)
     run.add_argument(
         "argv", nargs="*", metavar="-- CMD ARGS",
-        help="run CMD as healthd's child: drain first, then stop it (DESIGN §16)",
+        help="run CMD as healthd's child: on SIGTERM drain first, then stop it",
     )  # fmt: skip
     run.set_defaults(func=cmd_run)
-    check = sub.add_parser("check", help="one evaluation; Nagios exit codes 0/1/2/3")
-    check.add_argument("-c", "--config")
-    check.add_argument("--group", default="readiness")
-    check.add_argument("--json", action="store_true")
-    check.add_argument("--timeout", help="budget, e.g. 2s (default: deadline.default)")
+    check = sub.add_parser(
+        "check", help="one evaluation; Nagios exit codes 0/1/2/3",
+        description="Run every check of a group once, now, and print the verdict. Exit code "
+        "(Nagios): 0 healthy, 1 degraded, 2 unhealthy or draining, 3 unknown or a bad config.",
+    )  # fmt: skip
+    check.add_argument("-c", "--config", help=CONFIG_HELP)
+    check.add_argument(
+        "--group", default="readiness", metavar="GROUP",
+        help="readiness (default), liveness, startup or health; or an endpoint name "
+        "(readyz, livez, startupz)",
+    )  # fmt: skip
+    check.add_argument("--json", action="store_true", help="print the snapshot as JSON, one line")
+    check.add_argument("--pretty", action="store_true", help="with --json: indented")
+    check.add_argument(
+        "--timeout", metavar="DURATION",
+        help="the whole budget, e.g. 2s (default: deadline.default); deadline.margin "
+        "(20ms by default) of it is kept back to write the answer",
+    )  # fmt: skip
     check.set_defaults(func=cmd_check)
     validate = sub.add_parser("validate", help="check a config file; exit 2 on error")
-    validate.add_argument("-c", "--config", required=True)
+    validate.add_argument("-c", "--config", required=True, help="the YAML config file to check")
     validate.set_defaults(func=cmd_validate)
     schema = sub.add_parser("schema", help="print the config's JSON Schema")
     schema.set_defaults(func=cmd_schema)
     openapi = sub.add_parser("openapi", help="print the OpenAPI 3.1 document of the HTTP APIs")
     openapi.set_defaults(func=cmd_openapi)
     probe = sub.add_parser("probe", help="GET a URL; exit 0 on 2xx/3xx within the timeout")
-    probe.add_argument("url")
-    probe.add_argument("--timeout", default="1s")
+    probe.add_argument("url", help="e.g. http://127.0.0.1:8099/readyz")
+    probe.add_argument(
+        "--timeout", default="1s", metavar="DURATION",
+        help="give up after this long (default: 1s); sent on as X-Request-Timeout-Ms",
+    )  # fmt: skip
     probe.set_defaults(func=cmd_probe)
     return top
 

@@ -148,6 +148,10 @@ class Daemon:
             "%s: draining (readiness fails; listeners stay open %s)",
             signame, human_duration(self.settings.shutdown.drain_delay),
         )  # fmt: skip
+        if signame == "SIGINT" and sys.stderr.isatty():  # a person at a terminal pressed Ctrl-C
+            then = "stop the app" if self.shell is not None else "exit"
+            delay = human_duration(self.settings.shutdown.drain_delay)
+            print(f"healthd: draining {delay}; Ctrl-C again to {then} now", file=sys.stderr)
         self._stop.set()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
