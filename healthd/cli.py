@@ -25,7 +25,7 @@ examples:
   healthd check --group readiness            one evaluation, Nagios exit code (0/1/2/3)
   healthd probe http://127.0.0.1:8099/readyz --timeout 500ms
 """
-CONFIG_HELP = "the YAML config file (default: the packaged default config)"
+CONFIG_HELP = "the YAML config file (default: $HEALTHD_CONFIG, else the packaged default config)"
 T = TypeVar("T")
 NAGIOS = {"healthy": 0, "degraded": 1, "unhealthy": 2, "unknown": 3, "draining": 2}
 
@@ -36,9 +36,16 @@ def _settings(path: str | None):  # type: ignore[no-untyped-def]
     return load_settings(path)
 
 
+def _config(args: argparse.Namespace) -> str | None:
+    """`-c FILE`, else `$HEALTHD_CONFIG` (so a Docker HEALTHCHECK finds the same file as
+    `run`), else None: the packaged default."""
+    return getattr(args, "config", None) or os.environ.get("HEALTHD_CONFIG") or None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from healthd.lifecycle import Daemon
 
+    args.config = _config(args)
     settings = _settings(args.config)
     from healthd.observers.log import configure
 
@@ -81,7 +88,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from healthd.health import Health
     from healthd.web import render
 
-    settings = _settings(args.config)
+    settings = _settings(_config(args))
     group = ENDPOINTS.get(args.group, args.group)
     if group not in GROUPS:
         raise ConfigError(f"--group: unknown group {args.group!r} ({', '.join(GROUPS)})")
@@ -136,7 +143,8 @@ def cmd_openapi(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    """Tiny stdlib client for exec probes and Docker HEALTHCHECK: 0 on 2xx/3xx in time."""
+    """Tiny stdlib client for exec probes and Docker HEALTHCHECK: 0 on 2xx/3xx in time.
+    A bare path (`/livez`) goes to the configured `server.listen`."""
     import http.client
     import urllib.parse
 
@@ -146,9 +154,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
         timeout = parse_duration(args.timeout)
     except ValueError as exc:
         raise ConfigError(f"--timeout: {exc}") from None
-    url = urllib.parse.urlsplit(args.url)
+    target = args.url
+    if target.startswith("/"):
+        target = _listen_url(_settings(_config(args)).server.listen) + target
+    url = urllib.parse.urlsplit(target)
     if url.scheme not in ("http", "https") or not url.hostname:
-        raise ConfigError(f"probe: {args.url!r} is not an http(s) URL")
+        raise ConfigError(f"probe: {args.url!r} is not an http(s) URL or a path such as /livez")
     conn_type = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
     conn = conn_type(url.hostname, url.port, timeout=timeout)
     path = (url.path or "/") + (f"?{url.query}" if url.query else "")
@@ -156,12 +167,21 @@ def cmd_probe(args: argparse.Namespace) -> int:
         conn.request("GET", path, headers={"X-Request-Timeout-Ms": str(int(timeout * 1000))})
         status = conn.getresponse().status
     except (OSError, http.client.HTTPException) as exc:
-        print(f"probe: {args.url}: {exc}", file=sys.stderr)
+        print(f"probe: {target}: {exc}", file=sys.stderr)
         return 1
     finally:
         conn.close()
-    print(f"probe: {args.url}: {status}")
+    print(f"probe: {target}: {status}")
     return 0 if 200 <= status < 400 else 1
+
+
+def _listen_url(listen: str) -> str:
+    """`http://host:port` that reaches a `server.listen` address from the same host: the
+    wildcard addresses (`0.0.0.0`, `::`, empty) are reached on loopback."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -204,7 +224,11 @@ def parser() -> argparse.ArgumentParser:
     openapi = sub.add_parser("openapi", help="print the OpenAPI 3.1 document of the HTTP APIs")
     openapi.set_defaults(func=cmd_openapi)
     probe = sub.add_parser("probe", help="GET a URL; exit 0 on 2xx/3xx within the timeout")
-    probe.add_argument("url", help="e.g. http://127.0.0.1:8099/readyz")
+    probe.add_argument(
+        "url", help="e.g. http://127.0.0.1:8099/readyz; a bare path (/livez) goes to the "
+        "config's server.listen",
+    )  # fmt: skip
+    probe.add_argument("-c", "--config", help=CONFIG_HELP + " (for a bare path)")
     probe.add_argument(
         "--timeout", default="1s", metavar="DURATION",
         help="give up after this long (default: 1s); sent on as X-Request-Timeout-Ms",

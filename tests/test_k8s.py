@@ -184,7 +184,7 @@ def test_dockerfile_is_multi_stage_non_root_and_probes_livez() -> None:
     assert uid != "0"
     assert "STOPSIGNAL SIGTERM" in lines
     text = (ROOT / "Dockerfile").read_text()
-    assert '"healthd", "probe", "http://127.0.0.1:8099/livez"' in text
+    assert '"healthd", "probe", "/livez"' in text  # the configured address (test_docker.py)
 
 
 # --- supervised.yaml: `healthd run -- app` in one container (DESIGN §16) ----------------------
