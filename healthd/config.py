@@ -31,7 +31,7 @@ from healthd.checks.func import FuncSpec
 from healthd.checks.loop import LoopSpec
 from healthd.checks.process import ProcessSpec
 from healthd.durations import Duration
-from healthd.errors import ConfigError
+from healthd.errors import ConfigError, install
 from healthd.fleet.settings import FleetSettings
 from healthd.groups import CONFIGURABLE, Membership
 from healthd.model import State
@@ -74,7 +74,7 @@ class ServerSettings(Model):
     @classmethod
     def _grpc(cls, listen: str | None) -> str | None:
         if listen and any(importlib.util.find_spec(m) is None for m in ("grpc", "grpc_health")):
-            raise ValueError("the gRPC health server needs grpcio: pip install 'healthd[grpc]'")
+            raise ValueError(f"the gRPC health server needs grpcio: {install('grpc')}")
         return listen
 
 

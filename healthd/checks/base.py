@@ -33,6 +33,7 @@ from pydantic import (
 
 from healthd.deadline import Deadline
 from healthd.durations import Duration, Percent, format_duration
+from healthd.errors import install
 from healthd.flapping import Flapping
 from healthd.lag import LagMonitor
 from healthd.model import Beat, Observation
@@ -222,7 +223,7 @@ class SpecBase(Model):
             raise ValueError("warn_after: must be shorter than timeout")
         missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
         if missing:
-            raise ValueError(f"check {self.name!r} needs: pip install 'healthd[{self.extra}]'")
+            raise ValueError(f"check {self.name!r} needs: {install(self.extra)}")
         return self
 
     @property
