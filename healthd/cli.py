@@ -1,4 +1,4 @@
-"""argv → commands: run, check, validate, schema, openapi, probe (DESIGN §9)."""
+"""argv → commands: run, check, validate, schema, openapi, probe (reference §9)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     configure(settings.logging)
     shell = None
-    if args.argv:  # `-- CMD ARGS…`: supervise it (DESIGN §16)
+    if args.argv:  # `-- CMD ARGS…`: supervise it (reference §16)
         from healthd.supervise import Supervisor, resolve
 
         resolve(args.argv)  # CommandError (127/126) before anything listens

@@ -49,7 +49,7 @@ RESTART_ONLY_SERVER_KEYS = ("listen", "keepalive_timeout", "grpc_listen")
 Handlers = dict[int, Callable[[], None]]
 
 
-# --- shell hook (supervise/, DESIGN §16) ---------------------------------------------------------
+# --- shell hook (supervise/, reference §16) ------------------------------------------------
 class Shell(Protocol):
     """What wraps the daemon's order with a step of its own (the supervisor, §16)."""
 

@@ -1,4 +1,4 @@
-"""The store: the one read model (DESIGN §1, §11). Everything that shows state reads it.
+"""The store: the one read model (reference §1, §11). Everything that shows state reads it.
 
     record(spec, result) ─▶ evaluator ─▶ the check's state ─▶ its groups' tallies ─▶ states
                          ─▶ generation += 1 ─▶ observers, and events for `changes()`
@@ -14,7 +14,7 @@ the store is next read or written.
 
 A group's snapshot is built at most once per generation and shared by every reader.
 
-Fleet (DESIGN §14, healthd/fleet/): while the fleet is connected, a `shared` check's new
+Fleet (reference §14, healthd/fleet/): while the fleet is connected, a `shared` check's new
 failure keeps the weight it had before (`lenient`: settling) until the fleet rule decides;
 an `excuse` makes a failing check weigh as non-critical (the panic rule) with a reason the
 snapshot carries. Without a fleet both maps are empty and nothing here changes.
@@ -192,7 +192,7 @@ class Store:
         return self._on_demand.get(group, ())
 
     def shared(self) -> tuple[str, ...]:
-        """The critical `shared` checks (DESIGN §14): found once per configure."""
+        """The critical `shared` checks (reference §14): found once per configure."""
         return self._shared
 
     def groups_of(self, name: str) -> list[str]:

@@ -7,7 +7,7 @@ it understands). The runner owns the deadline, the clock and exception mapping.
 
 `Context` carries what the daemon owns and a few kinds read: the loop-lag monitor
 (`loop`), the heartbeats posted to the store (`heartbeat`) and the supervised child
-(`process`, DESIGN §16). Built without one, a check gets a context of its own (a fresh
+(`process`, reference §16). Built without one, a check gets a context of its own (a fresh
 monitor, no heartbeats, no child).
 """
 
@@ -100,8 +100,8 @@ class Model(BaseModel):
 
 
 class FlapSettings(Model):
-    """`flapping:` (DESIGN §13): above `high` percent of weighted outcome changes over the
-    last `window` runs a check is flapping, until it falls below `low`."""
+    """`flapping:` (docs/reference.md §13): above `high` percent of weighted outcome changes
+    over the last `window` runs a check is flapping, until it falls below `low`."""
 
     window: int = Field(default=20, ge=2, le=100)
     high: Percent = 0.5
@@ -149,7 +149,7 @@ def _kind_required(schema: dict[str, Any]) -> None:
 
 
 class SpecBase(Model):
-    """Keys every check takes (DESIGN §4). Kinds subclass this and add `kind` and their own."""
+    """Keys every check takes (reference §4). Kinds subclass this and add `kind` and their own."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, hide_input_in_errors=True, json_schema_extra=_kind_required

@@ -1,4 +1,4 @@
-"""OpenTelemetry traces (DESIGN §8): SDK set-up from `OTEL_*`, trace continuation, sampling.
+"""OpenTelemetry traces (reference §8): SDK set-up from `OTEL_*`, trace continuation, sampling.
 
 The runs open `healthd.evaluate` and `healthd.check` spans through the API with the
 tracer they are given (spans.py names them); this module builds that tracer's provider
