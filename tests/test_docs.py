@@ -54,9 +54,8 @@ def test_relative_links_resolve(page: Path) -> None:
     for target in links(page):
         path, _, anchor = target.partition("#")
         file = (page.parent / path).resolve() if path else page
-        if not file.exists():
-            broken.append(target)
-        elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+        missing_anchor = anchor and file.suffix == ".md" and anchor not in anchors(file)
+        if not file.exists() or missing_anchor:
             broken.append(target)
     assert not broken, f"{page.name}: {broken}"
 
