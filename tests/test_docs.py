@@ -54,8 +54,7 @@ def test_relative_links_resolve(page: Path) -> None:
     for target in links(page):
         path, _, anchor = target.partition("#")
         file = (page.parent / path).resolve() if path else page
-        missing_anchor = anchor and file.suffix == ".md" and anchor not in anchors(file)
-        if not file.exists() or missing_anchor:
+        if not file.exists() or (anchor and file.suffix == ".md" and anchor not in anchors(file)):
             broken.append(target)
     assert not broken, f"{page.name}: {broken}"
 
