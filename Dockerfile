@@ -27,7 +27,10 @@ EXPOSE 8099
 # SIGTERM starts the drain (readiness 503, listeners open for shutdown.drain_delay);
 # give `docker stop -t` at least drain_delay + grace.
 STOPSIGNAL SIGTERM
+# `healthd probe /livez` reads the address from the config (its server.listen: here
+# $HEALTHD_LISTEN; a config of your own: set HEALTHD_CONFIG=/path instead of `run -c`,
+# and the HEALTHCHECK probes the address that file listens on).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["healthd", "probe", "http://127.0.0.1:8099/livez", "--timeout", "2s"]
+  CMD ["healthd", "probe", "/livez", "--timeout", "2s"]
 ENTRYPOINT ["healthd"]
 CMD ["run"]

@@ -1,4 +1,4 @@
-"""The fleet's cost (DESIGN §14): N healthd instances, and M simulated publishers, on one etcd.
+"""The fleet's cost (reference §14): N healthd instances, and M simulated publishers, on one etcd.
 
     healthd   N real `healthd run` processes (a one-check config, `logging.level: debug` so
               each logs the moment its watch applies another's report). One instance at a

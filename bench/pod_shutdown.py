@@ -1,4 +1,4 @@
-"""The seed's stress test through a real load balancer (DESIGN §16): two pods behind
+"""The seed's stress test through a real load balancer (reference §16): two pods behind
 HAProxy, wrk at 1,000 connections, one pod terminated mid-run, naive and supervised in the
 same run (tests/podrig.py has the rig).
 
@@ -77,7 +77,7 @@ def main() -> int:
         duration=args.duration, stop_at=args.stop_at, drain=args.drain,
     )  # fmt: skip
     write_table(
-        "pod_shutdown", "A pod terminated under load, through HAProxy (DESIGN §16)", header,
+        "pod_shutdown", "A pod terminated under load, through HAProxy (reference §16)", header,
         [row(r) for r in results], notes, write=not args.no_write,
     )  # fmt: skip
     supervised = next(r for r in results if r.mode == "supervised")

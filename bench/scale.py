@@ -1,4 +1,4 @@
-"""healthd at N tcp checks (DESIGN §11): fresh pass, background CPU, cached /readyz, callers.
+"""healthd at N tcp checks (reference §11): fresh pass, background CPU, cached /readyz, callers.
 
 First the **connect floor**: the CPU that bare asyncio spends per `open_connection` + close
 to the same local listeners, N at once, in a process on the daemon's core (the least a
@@ -283,7 +283,7 @@ def main() -> int:
         + ", ".join(f"{x:.1f}" for x in loads)
         + f". Event loop: {'uvloop' if _uvloop() else 'asyncio'}; JSON: "
         + ("orjson" if _has("orjson") else "stdlib")
-        + ". Targets (DESIGN §11): fresh ≤ 1.2x the floor per run at 1,000; background ≤ 1.5x; "
+        + ". Targets (reference §11): fresh ≤ 1.2x the floor per run at 1,000; background ≤ 1.5x; "
         "cached /readyz on a new connection p99 ≤ 5 ms at 1,000 and ≤ 20 ms at 5,000; cost per "
         "run at 5,000 within 1.3x of 100; callers p99 within [270, 300] ms.\n\n"
         + "\n".join(f"- {r}" for r in ratios)

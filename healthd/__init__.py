@@ -1,6 +1,6 @@
 """healthd: may this service take traffic right now, and if not, why?
 
-The public API (DESIGN §15): `Health` (the core), `checks` (the kinds, `checks.Func`) and
+The public API (reference §15): `Health` (the core), `checks` (the kinds, `checks.Func`) and
 `Deadline`. They are imported on first use, so `healthd probe` starts without them.
 """
 

@@ -1,4 +1,4 @@
-"""Pure: a group's checks and the drain flag → one State (DESIGN §2, first rule wins):
+"""Pure: a group's checks and the drain flag → one State (reference §2, first rule wins):
 draining > unhealthy > unknown > degraded > healthy.
 
 `weigh` and `fold` say the rules as counts, which is how the store keeps every group's

@@ -1,4 +1,4 @@
-"""YAML file → Settings (DESIGN §4): the models every key validates against.
+"""YAML file → Settings (reference §4): the models every key validates against.
 
 Errors are one line each, `file:line: path: why`, e.g.
 `healthd.yaml:14: checks[2].timeout: must be shorter than interval`; configfile.py reads
@@ -31,7 +31,7 @@ from healthd.checks.func import FuncSpec
 from healthd.checks.loop import LoopSpec
 from healthd.checks.process import ProcessSpec
 from healthd.durations import Duration
-from healthd.errors import ConfigError
+from healthd.errors import ConfigError, install
 from healthd.fleet.settings import FleetSettings
 from healthd.groups import CONFIGURABLE, Membership
 from healthd.model import State
@@ -74,7 +74,7 @@ class ServerSettings(Model):
     @classmethod
     def _grpc(cls, listen: str | None) -> str | None:
         if listen and any(importlib.util.find_spec(m) is None for m in ("grpc", "grpc_health")):
-            raise ValueError("the gRPC health server needs grpcio: pip install 'healthd[grpc]'")
+            raise ValueError(f"the gRPC health server needs grpcio: {install('grpc')}")
         return listen
 
 
@@ -108,7 +108,7 @@ class Defaults(Model):
 class ShutdownSettings(Model):
     drain_delay: Duration = 5.0
     grace: Duration = 20.0
-    # Supervised (`healthd run -- CMD`, DESIGN §16): what the child's process group gets
+    # Supervised (`healthd run -- CMD`, reference §16): what the child's process group gets
     # after drain_delay, and how long it has to exit before SIGKILL.
     stop_signal: str = Field(default="SIGTERM", examples=["SIGTERM", "SIGQUIT", "SIGINT"])
     stop_timeout: Duration = 20.0
@@ -158,14 +158,14 @@ class Settings(Model):
     groups: Groups = Field(default_factory=Groups)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
-    fleet: FleetSettings | None = None  # None: no fleet, nothing changes (DESIGN §14)
+    fleet: FleetSettings | None = None  # None: no fleet, nothing changes (reference §14)
     # Results kept per check (the store's history: /health?history=N, the /status strip).
     # Top-level, not per check: it sizes the store's memory (checks x history), and a
     # per-check key would be part of the check's spec, so changing it would reset its state.
     history: int = Field(default=100, ge=0, le=10_000)
     checks: list[CheckSpec] = Field(default_factory=list)
 
-    # The `loop` check added because the config has none (DESIGN §2), if any.
+    # The `loop` check added because the config has none (reference §2), if any.
     _implicit_loop: LoopSpec | None = PrivateAttr(default=None)
     # Checks built in code that no file can hold (`checks.Func`): `settings_of` passes them.
     _in_process: list[SpecBase] = PrivateAttr(default_factory=list)
@@ -226,7 +226,7 @@ class Settings(Model):
 
     @model_validator(mode="after")
     def _graph(self) -> Self:
-        """`depends_on` names existing checks, without a cycle (DESIGN §13)."""
+        """`depends_on` names existing checks, without a cycle (reference §13)."""
         implicit = [self._implicit_loop.name] if self._implicit_loop is not None else []
         found = dependencies.problems(self.configured, implicit)
         if found:
@@ -291,7 +291,7 @@ def _parse(text: str, filename: str) -> Settings:
     try:
         return Settings.model_validate(data, context={"defaults": defaults})
     except ValidationError as exc:
-        raise configfile.invalid(exc, root, filename) from None
+        raise configfile.invalid(exc, root, filename, Settings.model_json_schema()) from None
 
 
 def load_settings(path: str | Path | None = None) -> Settings:

@@ -8,6 +8,7 @@ problem becomes one line, `file:line: path: why` (config.py says which model val
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import warnings
@@ -45,11 +46,16 @@ def read(text: str, filename: str) -> tuple[CommentedMap, dict[str, Any]]:
     return root, data
 
 
-def invalid(exc: ValidationError, root: CommentedMap, filename: str) -> ConfigError:
-    """A validation error of the tree read from `root` as one line per problem."""
+def invalid(
+    exc: ValidationError, root: CommentedMap, filename: str, schema: dict[str, Any] | None = None
+) -> ConfigError:
+    """A validation error of the tree read from `root` as one line per problem; with the
+    model's JSON `schema`, an unknown key also gets "did you mean `timeout`?"."""
     lines = []
     for error in exc.errors():
         loc, why = _message(error)
+        if error["type"] == "extra_forbidden" and schema is not None and loc:
+            why += _did_you_mean(str(loc[-1]), _known_keys(schema, loc[:-1]))
         path, line = _locate(root, loc)
         lines.append(_one_line(f"{filename}:{line or 1}: {path or '(top)'}: {why}"))
     return ConfigError("\n".join(dict.fromkeys(lines)))
@@ -99,6 +105,43 @@ def in_code(exc: ValidationError, data: Any, prefix: str = "") -> str:
     return "\n".join(lines)
 
 
+def _did_you_mean(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def _known_keys(schema: dict[str, Any], loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the JSON `schema` allows at `loc` (a pydantic error location, the
+    discriminator segment included); [] where it cannot be followed."""
+    defs = schema.get("$defs", {})
+
+    def flat(node: Any, want: str) -> Any:
+        """`node` with `$ref`s resolved and a union narrowed to its branch that has `want`."""
+        while isinstance(node, dict) and "$ref" in node:
+            node = defs.get(str(node["$ref"]).rsplit("/", 1)[-1], {})
+        if isinstance(node, dict) and "discriminator" not in node:
+            branches: list[Any] = node.get("anyOf") or node.get("oneOf") or []
+            for branch in branches:
+                narrowed = flat(branch, want)
+                if want in narrowed:
+                    return narrowed
+        return node if isinstance(node, dict) else {}
+
+    node: Any = schema
+    for part in loc:
+        if isinstance(part, int):
+            node = flat(node, "items").get("items", {})
+            continue
+        mapping = flat(node, "discriminator").get("discriminator", {}).get("mapping", {})
+        if part in mapping:
+            node = {"$ref": mapping[part]}
+        elif part[:1].isupper() or "[" in part:
+            continue  # a union branch's name, as pydantic inserts it (`FlapSettings`)
+        else:
+            node = flat(node, "properties").get("properties", {}).get(part, {})
+    return list(flat(node, "properties").get("properties", {}))
+
+
 def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
@@ -142,6 +185,10 @@ def _message(error: Any) -> tuple[tuple[int | str, ...], str]:
         ), f"unknown kind {ctx.get('tag')!r} (one of: {ctx.get('expected_tags')})"
     if kind == "union_tag_not_found":
         return (*loc, "kind"), "required (the check kind)"
+    if kind in ("string_type", "string_pattern_mismatch") and _is_address(loc):
+        given = error.get("input")
+        shown = repr(given[:60] if isinstance(given, str) else given)
+        return loc, f'expected host:port, e.g. "0.0.0.0:8099" (got {shown})'
     if kind == "value_error":
         msg = str(error.get("ctx", {}).get("error", msg))
         head, sep, rest = msg.partition(": ")
@@ -150,6 +197,12 @@ def _message(error: Any) -> tuple[tuple[int | str, ...], str]:
         if sep and re.fullmatch(r"[a-z_.\[\]0-9]+", head):
             return tuple(_split_path(head)), rest  # a full path from a cross-field check
     return loc, msg[0].lower() + msg[1:] if msg else kind
+
+
+def _is_address(loc: tuple[int | str, ...]) -> bool:
+    """A `host:port` key: `server.listen`, `admin_listen`, `grpc_listen`, a tcp `address`."""
+    last = str(loc[-1]) if loc else ""
+    return last.endswith("listen") or last in ("address", "target")
 
 
 def _split_path(path: str) -> Iterator[int | str]:

@@ -1,4 +1,4 @@
-"""The Deadline value, and how an inbound request's budget becomes one (DESIGN §3)."""
+"""The Deadline value, and how an inbound request's budget becomes one (reference §3)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class Deadline:
     @classmethod
     def within(cls, budget: float, margin: float, clock: Clock = time.monotonic) -> Deadline:
         """A caller's deadline: its `budget` less the `margin` kept back to write the answer
-        (DESIGN §3), so the answer leaves before the caller gives up. The one place it is
+        (reference §3), so the answer leaves before the caller gives up. The one place it is
         computed (probes, gRPC, the CLI, `Health.evaluate`)."""
         return cls(clock() + budget - margin, clock)
 
@@ -96,7 +96,7 @@ HEADERS: tuple[tuple[str, Callable[[str, float], float]], ...] = (
     ("x-envoy-expected-rq-timeout-ms", _header_ms("x-envoy-expected-rq-timeout-ms")),
 )
 """The inbound budget's headers, first found wins (after the `?timeout=` query): the one
-precedence list (DESIGN §3). Each parses its text (given `deadline.offset`) to seconds."""
+precedence list (reference §3). Each parses its text (given `deadline.offset`) to seconds."""
 
 
 def inbound_budget(

@@ -1,4 +1,4 @@
-"""Pure: `depends_on` (DESIGN §2, §13): the graph's checks, who blocks whom, skipped results.
+"""Pure: `depends_on` (reference §2, §13): the graph's checks, who blocks whom, skipped results.
 
 While a parent is failing (fail, timeout, flapping, or skipped itself) its child is not
 run: a skipped result is recorded instead, whose message names the root cause, e.g.

@@ -17,6 +17,13 @@ from __future__ import annotations
 from healthd.model import Reason
 
 
+def install(extra: str) -> str:
+    """How to get an optional extra, installed or from a source checkout (`make run`'s venv)."""
+    return (
+        f"pip install 'healthd[{extra}]' (a source checkout: .venv/bin/pip install -e '.[{extra}]')"
+    )
+
+
 class HealthdError(Exception):
     """Base of every error healthd raises on purpose."""
 

@@ -1,4 +1,4 @@
-"""Pure: fold a run's outcome into a check's state (DESIGN §2, §13).
+"""Pure: fold a run's outcome into a check's state (reference §2, §13).
 
 Thresholds: a good standing (pass/warn) turns failing only after `failure_threshold`
 consecutive bad runs (fail/timeout); a failing one recovers only after

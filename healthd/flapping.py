@@ -1,4 +1,4 @@
-"""Pure: flap detection, as Nagios does it (DESIGN §13).
+"""Pure: flap detection, as Nagios does it (reference §13).
 
 A check flaps when its outcome keeps changing. Over the last `window` runs, each run
 is compared with the one before it; a change counts with a weight that grows linearly

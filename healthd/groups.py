@@ -1,4 +1,4 @@
-"""The groups: their names, which checks each holds, and which of them drain (DESIGN §2).
+"""The groups: their names, which checks each holds, and which of them drain (reference §2).
 
 This module is the only place that knows them; config, the store and every view ask it.
 

@@ -1,4 +1,4 @@
-"""The gRPC health server (DESIGN §12): `grpc.health.v1.Health` on `server.grpc_listen`.
+"""The gRPC health server (reference §12): `grpc.health.v1.Health` on `server.grpc_listen`.
 
 A view: it reads the store and asks the core for an evaluation (health.Views), never a check.
 

@@ -1,4 +1,4 @@
-"""The core (DESIGN §15): one object that owns the Settings, the Store, the runs, the
+"""The core (reference §15): one object that owns the Settings, the Store, the runs, the
 scheduler, the drain state and the observers.
 
     Health(checks=[...]) or Health.from_file(path)
@@ -93,7 +93,7 @@ class Changes:
 
 
 class Health:
-    """Checks, their state and the drain state of one service (DESIGN §15)."""
+    """Checks, their state and the drain state of one service (reference §15)."""
 
     def __init__(
         self,
@@ -146,7 +146,7 @@ class Health:
         return self._settings
 
     def views(self) -> Views:
-        """The narrow part views receive (DESIGN §15)."""
+        """The narrow part views receive (reference §15)."""
         return Views(self.store, self.runs.evaluate, lambda: self._settings, self.on_reload)
 
     def on_reload(self, listener: OnReload) -> None:

@@ -49,7 +49,7 @@ RESTART_ONLY_SERVER_KEYS = ("listen", "keepalive_timeout", "grpc_listen")
 Handlers = dict[int, Callable[[], None]]
 
 
-# --- shell hook (supervise/, DESIGN §16) ---------------------------------------------------------
+# --- shell hook (supervise/, reference §16) ------------------------------------------------
 class Shell(Protocol):
     """What wraps the daemon's order with a step of its own (the supervisor, §16)."""
 
@@ -148,6 +148,10 @@ class Daemon:
             "%s: draining (readiness fails; listeners stay open %s)",
             signame, human_duration(self.settings.shutdown.drain_delay),
         )  # fmt: skip
+        if signame == "SIGINT" and sys.stderr.isatty():  # a person at a terminal pressed Ctrl-C
+            then = "stop the app" if self.shell is not None else "exit"
+            delay = human_duration(self.settings.shutdown.drain_delay)
+            print(f"healthd: draining {delay}; Ctrl-C again to {then} now", file=sys.stderr)
         self._stop.set()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

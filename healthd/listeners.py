@@ -1,4 +1,4 @@
-"""The listening sockets, owned here so that closing them loses no connection (DESIGN §6).
+"""The listening sockets, owned here so that closing them loses no connection (reference §6).
 
 aiohttp's `site.stop()` closes a listener at once: connections the kernel completed
 into its accept queue are reset, and `pre_shutdown()` then closes every connection that

@@ -35,7 +35,7 @@ class Status(StrEnum):
     FAIL = "fail"
     TIMEOUT = "timeout"
     UNKNOWN = "unknown"
-    SKIPPED = "skipped"  # not run: a `depends_on` parent is failing (DESIGN §2)
+    SKIPPED = "skipped"  # not run: a `depends_on` parent is failing (reference §2)
 
     @property
     def failing(self) -> bool:
@@ -44,7 +44,7 @@ class Status(StrEnum):
 
 
 class State(StrEnum):
-    """A group's state; DESIGN §2 gives the precedence."""
+    """A group's state; docs/reference.md §2 gives the precedence."""
 
     HEALTHY = "healthy"
     DEGRADED = "degraded"

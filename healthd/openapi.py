@@ -1,4 +1,4 @@
-"""Pure: the OpenAPI 3.1 document of the probe and admin APIs (DESIGN §5), from plain data.
+"""Pure: the OpenAPI 3.1 document of the probe and admin APIs (reference §5), from plain data.
 
 `healthd openapi` prints it; config/openapi.json is that output, checked in (a test fails
 when it is stale: run `healthd openapi > config/openapi.json`). The shapes follow what
@@ -110,7 +110,7 @@ def schemas() -> dict[str, Any]:
             "fleet": {
                 "type": "object",
                 "additionalProperties": STR,
-                "description": "check → why the fleet rule holds it (DESIGN §14)",
+                "description": "check → why the fleet rule holds it (docs/reference.md §14)",
             },
         },
     )

@@ -46,7 +46,7 @@ def _first_line(text: str, limit: int = 300) -> str:
 
 
 RETRYABLE = frozenset({Reason.REFUSED, Reason.PROTOCOL, Reason.DNS})
-"""Fast failures worth another attempt within the run (never a timeout: DESIGN §13)."""
+"""Fast failures worth another attempt within the run (never a timeout: reference §13)."""
 Sleep = Callable[[float], Awaitable[None]]
 
 

@@ -4,7 +4,7 @@ No task per check: a check waits for its next run as one timer on the event loop
 (`loop.call_later`), and its timer is set again when its run ends. A run is asked of
 `start(name, deadline)` (runs.Runs), which shares a run already in flight for that
 check (a probe's `?fresh=1`, say) instead of starting a second one. Background runs
-use the check's own `timeout` as their deadline (DESIGN §3).
+use the check's own `timeout` as their deadline (reference §3).
 
 The delay after each run is asked of `delay(spec)` (evaluator.next_delay: the fast and
 down intervals); jitter is applied here, to whatever it says.

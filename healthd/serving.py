@@ -1,5 +1,5 @@
 """What the daemon serves on: the probe listener, the admin listener, the gRPC health
-server, and how they close (DESIGN §6).
+server, and how they close (reference §6).
 
 `Servers.start()` sets up the probe app's runner with its hot path in front
 (`probes.front`), listens, and starts the admin API (when a token is set) and gRPC health

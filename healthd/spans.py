@@ -1,4 +1,4 @@
-"""The spans healthd opens (DESIGN §8), through the OpenTelemetry API only: their names and
+"""The spans healthd opens (reference §8), through the OpenTelemetry API only: their names and
 attributes live here, for the runs that open them and the sampler that reads them
 (observers/tracing.py). With no tracer (tracing off) the runs open none at all.
 

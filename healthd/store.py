@@ -1,4 +1,4 @@
-"""The store: the one read model (DESIGN §1, §11). Everything that shows state reads it.
+"""The store: the one read model (reference §1, §11). Everything that shows state reads it.
 
     record(spec, result) ─▶ evaluator ─▶ the check's state ─▶ its groups' tallies ─▶ states
                          ─▶ generation += 1 ─▶ observers, and events for `changes()`
@@ -14,7 +14,7 @@ the store is next read or written.
 
 A group's snapshot is built at most once per generation and shared by every reader.
 
-Fleet (DESIGN §14, healthd/fleet/): while the fleet is connected, a `shared` check's new
+Fleet (reference §14, healthd/fleet/): while the fleet is connected, a `shared` check's new
 failure keeps the weight it had before (`lenient`: settling) until the fleet rule decides;
 an `excuse` makes a failing check weigh as non-critical (the panic rule) with a reason the
 snapshot carries. Without a fleet both maps are empty and nothing here changes.
@@ -73,7 +73,7 @@ def _kept(result: CheckResult, previous: Kept | None) -> Kept:
     return (result.outcome.value, result.reason.value, message, result.duration, result.observed_at)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # `tally in slot.tallies` asks which group: identity
 class _Tally:
     """How many of a group's members weigh on it each way (indexed by aggregator codes)."""
 
@@ -156,7 +156,7 @@ class Store:
                 self._excuses.pop(spec.name, None)
             slot.code = held[0] if held is not None else weigh(spec.critical, slot.view.status)
             groups = membership.groups_of[spec.name]
-            slot.tallies = tuple(self._tallies[g] for g in groups if g != STARTUP)
+            slot.tallies = tuple(self._tallies[g] for g in groups)
             slot.startup = spec.name in startup
             for tally in slot.tallies:
                 tally.counts[slot.code] += 1
@@ -192,7 +192,7 @@ class Store:
         return self._on_demand.get(group, ())
 
     def shared(self) -> tuple[str, ...]:
-        """The critical `shared` checks (DESIGN §14): found once per configure."""
+        """The critical `shared` checks (reference §14): found once per configure."""
         return self._shared
 
     def groups_of(self, name: str) -> list[str]:
@@ -479,8 +479,8 @@ class Store:
         """Recompute each group's state from its tally (O(groups)); announce the changes."""
         states, draining = self.states, self.draining
         for group, tally in self._tallies.items():
-            if group == STARTUP:
-                states[group] = State.HEALTHY if self.started else State.UNKNOWN
+            if group == STARTUP:  # a latch; until it closes, unhealthy while a member fails
+                states[group] = State.HEALTHY if self.started else _pending(tally.counts)
             else:
                 states[group] = fold(tally.counts, draining and tally.drains)
         for group in GROUPS if announce else ():
@@ -492,6 +492,12 @@ class Store:
 
     def _emit(self, kind: Kind, name: str, state: str, previous: str | None, message: str) -> None:
         self.ring.emit(kind, name, state, previous, message, self.wall())
+
+
+def _pending(counts: list[int]) -> State:
+    """The startup group before its latch closed: unhealthy while a critical member fails
+    (as the state table says), else unknown (waiting for a first pass)."""
+    return State.UNHEALTHY if fold(counts, False) is State.UNHEALTHY else State.UNKNOWN
 
 
 def _seen(slot: _Slot, late: Mapping[str, CheckResult]) -> CheckState:

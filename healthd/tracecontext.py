@@ -1,4 +1,4 @@
-"""W3C trace context in and out: the one place it is extracted and injected (DESIGN §8, §15).
+"""W3C trace context in and out: the one place it is extracted and injected (reference §8, §15).
 
 `continued(carrier)` continues an incoming trace (HTTP headers, gRPC metadata, any
 mapping); `inject(carrier)` adds ours to an onward call (HTTP and remote checks). With no

@@ -42,8 +42,22 @@ def test_validate_bad_file_exits_2_with_one_line() -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"healthd: {INVALID}:5: checks[0].timeout: must be shorter than interval"
+        " (timeout 20s, interval 10s)"
     ]
     assert "Traceback" not in done.stderr
+
+
+def test_validate_every_error_line_is_prefixed(tmp_path: Path) -> None:
+    """Several problems: one line each, and every line starts with `healthd:`, with a
+    "did you mean" for a misspelled key and the expected form of an address."""
+    text = "server:\n  listen: 8099\nchecks:\n  - {name: a, kind: loop, intervall: 5s}\n"
+    path = write(tmp_path, text)
+    done = healthd("validate", "-c", path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f'healthd: {path}:2: server.listen: expected host:port, e.g. "0.0.0.0:8099" (got 8099)',
+        f"healthd: {path}:4: checks[0].intervall: unknown key (did you mean `interval`?)",
+    ]
 
 
 def test_validate_good_file() -> None:
@@ -172,7 +186,7 @@ def test_check_json_piped_into_head(tmp_path: Path, refused_port: int) -> None:
     stderr = proc.stderr.read().decode()
     proc.stderr.close()
     assert proc.wait(timeout=30) == 1, stderr
-    assert head == b'{\n  "statu'
+    assert head == b'{"status":'
     assert stderr == ""
 
 
@@ -206,7 +220,10 @@ def test_run_without_config_serves_the_packaged_default() -> None:
     assert done.returncode == 0, done.stderr
     assert "listening on 127.0.0.1:8099" in done.stderr
     assert "Traceback" not in done.stderr
-    assert done.stdout.split() == ["200", "[+]loop", "ok", "livez", "check", "passed"], done.stdout
+    lines = done.stdout.splitlines()  # no HEALTHD_TOKEN: the check names are withheld
+    assert lines[0] == "200", done.stdout
+    assert lines[1].startswith("checks withheld: send the bearer token"), done.stdout
+    assert lines[2] == "livez check passed", done.stdout
 
 
 def test_check_group_liveness(tmp_path: Path, refused_port: int) -> None:
@@ -230,7 +247,7 @@ def test_check_unknown_group(tmp_path: Path) -> None:
     done = healthd("check", "-c", write(tmp_path, "checks: []\n"), "--group", "bogus")
     assert done.returncode == 3
     assert done.stderr.splitlines() == [
-        "healthd: --group: unknown group 'bogus' (readiness, liveness, health)"
+        "healthd: --group: unknown group 'bogus' (readiness, liveness, startup, health)"
     ]
 
 

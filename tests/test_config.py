@@ -122,4 +122,5 @@ def test_a_kind_whose_extra_is_missing_names_the_pip_command(
         parse_settings(text, "app.yaml")
     assert str(info.value) == (
         "app.yaml:2: checks[0]: check 'db' needs: pip install 'healthd[postgres]'"
+        " (a source checkout: .venv/bin/pip install -e '.[postgres]')"
     )

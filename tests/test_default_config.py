@@ -1,5 +1,6 @@
-"""The packaged default config (DESIGN §9): `healthd run` with no file works anywhere,
-and its listen address comes from HEALTHD_LISTEN (what the Docker image sets)."""
+"""The packaged default config: `healthd run` with no file works anywhere, its listen
+address comes from HEALTHD_LISTEN (what the Docker image sets) and its token from
+HEALTHD_TOKEN (what the README's `?verbose` sample uses)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,44 @@ async def test_run_with_no_file_serves_the_default_config() -> None:
                     pass
                 await asyncio.sleep(0.1)
         assert status == 200
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.mark.slow
+async def test_healthd_token_turns_on_details_and_the_admin_api() -> None:
+    """`HEALTHD_TOKEN=… healthd run` (no file): `?verbose` with the token names every check,
+    without it withholds them; the admin API listens on HEALTHD_ADMIN_LISTEN."""
+    port, admin = free_port(), free_port()
+    env = {**os.environ, "HEALTHD_LISTEN": f"127.0.0.1:{port}",
+           "HEALTHD_ADMIN_LISTEN": f"127.0.0.1:{admin}", "HEALTHD_TOKEN": "s3cret"}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "healthd", "run", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    auth = {"Authorization": "Bearer s3cret"}
+    try:
+        log: list[str] = []
+        while not any(f"127.0.0.1:{admin}" in x for x in log):
+            line = (await asyncio.wait_for(proc.stderr.readline(), 15)).decode()
+            assert line, log
+            log.append(line)
+        assert not any("admin API off" in x for x in log)
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{port}/readyz?verbose&fresh=1"
+            async with session.get(url, headers=auth) as resp:
+                lines = (await resp.text()).splitlines()
+            assert [x.split()[0] for x in lines[:-1]] == ["[+]loop", "[+]disk", "[+]dns"]
+            assert lines[-1] == "readyz check passed"
+            async with session.get(url) as resp:
+                assert "checks withheld" in (await resp.text())
+            async with session.get(f"http://127.0.0.1:{admin}/admin/state", headers=auth) as r:
+                assert r.status == 200
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 15) == 0
     finally:

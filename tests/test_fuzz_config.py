@@ -257,6 +257,7 @@ def test_validate_exits_2_without_a_traceback(tmp_path: Path, text: str) -> None
     )  # fmt: skip
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == 2, done.stderr
-    lines = done.stderr.removeprefix("healthd: ").splitlines()
+    assert all(line.startswith("healthd: ") for line in done.stderr.splitlines()), done.stderr
+    lines = [line.removeprefix("healthd: ") for line in done.stderr.splitlines()]
     assert lines
     assert all(line.startswith(f"{path}:") for line in lines), done.stderr

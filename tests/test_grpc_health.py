@@ -450,7 +450,7 @@ def test_grpc_listen_without_grpcio_is_a_one_line_config_error(
         parse_settings('server: {grpc_listen: "127.0.0.1:8097"}\n', "app.yaml")
     assert str(info.value) == (
         "app.yaml:1: server.grpc_listen: the gRPC health server needs grpcio: "
-        "pip install 'healthd[grpc]'"
+        "pip install 'healthd[grpc]' (a source checkout: .venv/bin/pip install -e '.[grpc]')"
     )
 
 

@@ -152,14 +152,47 @@ def test_the_commented_grpc_probes_are_valid_and_reach_grpc_listen() -> None:
         assert f"grpc: {{port: {port}, service: {grpc['service']}}}" in readme
 
 
-def test_the_fleet_block_names_etcd_and_takes_the_pod_name(
+FLEET = K8S / "fleet"  # the opt-in fleet example: an etcd, and the ConfigMap with `fleet:`
+
+
+def fleet_documents() -> list[dict[str, Any]]:
+    yaml = YAML(typ="safe")
+    return [d for p in sorted(FLEET.glob("*.yaml")) for d in yaml.load_all(p.read_text()) if d]
+
+
+def test_the_sidecar_example_needs_no_etcd() -> None:
+    """The sidecar example has no `fleet:` (no manifest of it creates an etcd)."""
+    assert healthd_settings().fleet is None
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_fleet_example_validates(version: str) -> None:
+    """config/k8s/fleet/: an etcd Deployment and Service, and a ConfigMap, all valid."""
+    docs = fleet_documents()
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Deployment", "Service"]
+    for doc in docs:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_the_fleet_example_is_the_sidecar_config_plus_a_fleet_on_its_etcd(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """DESIGN §14: the ConfigMap's fleet has an etcd endpoint; the instance is the pod's name."""
+    """The fleet ConfigMap replaces the sidecar's (same name) with the same config and a
+    `fleet:` block whose endpoint is the example etcd's Service; the instance is the pod's
+    name (the downward API in deployment.yaml)."""
     monkeypatch.setenv("POD_NAME", "example-app-5d8c7-x2x9q")
-    fleet = healthd_settings().fleet
+    by_kind = {d["kind"]: d for d in fleet_documents()}
+    cm = by_kind["ConfigMap"]
+    assert cm["metadata"]["name"] == one("ConfigMap")["metadata"]["name"]
+    with_fleet = parse_settings(cm["data"]["healthd.yaml"], "fleet/configmap.yaml")
+    fleet = with_fleet.fleet
     assert fleet is not None
-    assert fleet.endpoints == ["http://etcd.example-app.svc.cluster.local:2379"]
+    assert with_fleet.model_dump(exclude={"fleet"}) == healthd_settings().model_dump(
+        exclude={"fleet"}
+    )
+    service = by_kind["Service"]
+    (port,) = service["spec"]["ports"]
+    assert fleet.endpoints == [f"http://{service['metadata']['name']}:{port['port']}"]
     assert fleet.instance == "example-app-5d8c7-x2x9q"
     env = {e["name"]: e for e in containers()["healthd"]["env"]}
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
@@ -185,7 +218,7 @@ def test_dockerfile_is_multi_stage_non_root_and_probes_livez() -> None:
     assert uid != "0"
     assert "STOPSIGNAL SIGTERM" in lines
     text = (ROOT / "Dockerfile").read_text()
-    assert '"healthd", "probe", "http://127.0.0.1:8099/livez"' in text
+    assert '"healthd", "probe", "/livez"' in text  # the configured address (test_docker.py)
 
 
 # --- supervised.yaml: `healthd run -- app` in one container (DESIGN §16) ----------------------

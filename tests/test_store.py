@@ -53,9 +53,11 @@ class Naive:
         )
 
     def group(self, group: str, now: float) -> State:
-        if group == STARTUP:
-            return State.HEALTHY if self.started else State.UNKNOWN
         seen = [freshness(self.states[n], now, MAX_AGE) for n in self.members[group]]
+        if group == STARTUP:  # a latch; until it closes, unhealthy while a member fails
+            pending = aggregate(seen, False)
+            pending = State.UNHEALTHY if pending is State.UNHEALTHY else State.UNKNOWN
+            return State.HEALTHY if self.started else pending
         return aggregate(seen, self.draining and group != LIVENESS)
 
 
@@ -221,7 +223,7 @@ async def test_changes_yield_numbered_transitions_and_reset_when_behind() -> Non
     assert [(e.kind, e.name, e.state) for e in rest] == [
         ("group", READINESS, "unhealthy"),
         ("group", LIVENESS, "healthy"),
-        ("group", STARTUP, "unknown"),
+        ("group", STARTUP, "unhealthy"),  # not started, and its critical member fails
         ("group", HEALTH, "unhealthy"),
     ]
     stale = store.changes(since=-5)

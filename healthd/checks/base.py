@@ -7,7 +7,7 @@ it understands). The runner owns the deadline, the clock and exception mapping.
 
 `Context` carries what the daemon owns and a few kinds read: the loop-lag monitor
 (`loop`), the heartbeats posted to the store (`heartbeat`) and the supervised child
-(`process`, DESIGN §16). Built without one, a check gets a context of its own (a fresh
+(`process`, reference §16). Built without one, a check gets a context of its own (a fresh
 monitor, no heartbeats, no child).
 """
 
@@ -32,7 +32,8 @@ from pydantic import (
 )
 
 from healthd.deadline import Deadline
-from healthd.durations import Duration, Percent
+from healthd.durations import Duration, Percent, format_duration
+from healthd.errors import install
 from healthd.flapping import Flapping
 from healthd.lag import LagMonitor
 from healthd.model import Beat, Observation
@@ -99,8 +100,8 @@ class Model(BaseModel):
 
 
 class FlapSettings(Model):
-    """`flapping:` (DESIGN §13): above `high` percent of weighted outcome changes over the
-    last `window` runs a check is flapping, until it falls below `low`."""
+    """`flapping:` (docs/reference.md §13): above `high` percent of weighted outcome changes
+    over the last `window` runs a check is flapping, until it falls below `low`."""
 
     window: int = Field(default=20, ge=2, le=100)
     high: Percent = 0.5
@@ -148,7 +149,7 @@ def _kind_required(schema: dict[str, Any]) -> None:
 
 
 class SpecBase(Model):
-    """Keys every check takes (DESIGN §4). Kinds subclass this and add `kind` and their own."""
+    """Keys every check takes (reference §4). Kinds subclass this and add `kind` and their own."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, hide_input_in_errors=True, json_schema_extra=_kind_required
@@ -203,7 +204,10 @@ class SpecBase(Model):
         if self.timeout <= 0:
             raise ValueError("timeout: must be positive")
         if self.timeout >= self.interval:
-            raise ValueError("timeout: must be shorter than interval")
+            raise ValueError(
+                f"timeout: must be shorter than interval (timeout {format_duration(self.timeout)},"
+                f" interval {format_duration(self.interval)})"
+            )
         for key in ("fast_interval", "down_interval"):
             value = getattr(self, key)
             if value is not None and value <= self.timeout:
@@ -219,7 +223,7 @@ class SpecBase(Model):
             raise ValueError("warn_after: must be shorter than timeout")
         missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
         if missing:
-            raise ValueError(f"check {self.name!r} needs: pip install 'healthd[{self.extra}]'")
+            raise ValueError(f"check {self.name!r} needs: {install(self.extra)}")
         return self
 
     @property

@@ -18,7 +18,7 @@ from pydantic import Field, field_validator, model_validator
 
 from healthd.checks.base import Context, SpecBase
 from healthd.deadline import Deadline
-from healthd.errors import CheckFailed, CheckTimeout
+from healthd.errors import CheckFailed, CheckTimeout, install
 from healthd.model import Observation, Reason
 
 RecordType = Literal["A", "AAAA", "CNAME", "MX", "TXT", "SRV", "NS"]
@@ -72,7 +72,7 @@ class DnsSpec(SpecBase):
     @model_validator(mode="after")
     def _driver(self) -> Self:
         if self.needs_dnspython and importlib.util.find_spec("dns") is None:
-            raise ValueError(f"check {self.name!r} needs: pip install 'healthd[dns]'")
+            raise ValueError(f"check {self.name!r} needs: {install('dns')}")
         return self
 
     @property

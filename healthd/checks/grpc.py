@@ -2,7 +2,7 @@
 
 grpcio's `grpc.aio`, one channel per run, closed on the way out (cancellation
 included). The call carries the remaining budget as its deadline, so
-`grpc-timeout` goes out and the server can give up when we do (DESIGN §3).
+`grpc-timeout` goes out and the server can give up when we do (reference §3).
 """
 
 from __future__ import annotations

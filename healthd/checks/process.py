@@ -1,4 +1,4 @@
-"""`process`: the app healthd supervises (`healthd run -- CMD`, DESIGN §16) is running.
+"""`process`: the app healthd supervises (`healthd run -- CMD`, reference §16) is running.
 
 A pass while the child runs, with its pid and uptime (`pid 41 up 3m12s`); a fail once
 it has ended (healthd exits within a second of that anyway). Supervised, a config

@@ -72,7 +72,7 @@ class RedisCheck:
         except ValueError:
             raise CheckFailed(Reason.UNEXPECTED, f"invalid redis URL: {self.target}") from None
         options.setdefault("client_name", CLIENT_NAME)  # the URL's ?client_name= wins
-        # Ours win over the URL's query: the budget is the contract (DESIGN §3).
+        # Ours win over the URL's query: the budget is the contract (reference §3).
         options.update(
             retry=Retry(NoBackoff(), 0),
             socket_connect_timeout=budget,

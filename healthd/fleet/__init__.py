@@ -1,4 +1,4 @@
-"""The fleet (DESIGN §14): instances of one service see each other through etcd.
+"""The fleet (reference §14): instances of one service see each other through etcd.
 
     settings.py  `fleet:` config
     etcd.py      a small etcd v3 client over its JSON gateway (aiohttp)

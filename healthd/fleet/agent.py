@@ -1,4 +1,4 @@
-"""The fleet's background task (DESIGN §14): lease, publish, watch, the panic rule, drain slots.
+"""The fleet's background task (reference §14): lease, publish, watch, the panic rule, drain slots.
 
     connect   grant a lease (ttl), publish this instance's report on it, read the prefix,
               watch it from that revision; the store learns which `shared` checks settle

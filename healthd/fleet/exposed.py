@@ -1,4 +1,4 @@
-"""What the fleet shows outside (DESIGN §14): GET /admin/fleet's body, its summary in
+"""What the fleet shows outside (reference §14): GET /admin/fleet's body, its summary in
 /admin/state and the SIGUSR1 dump, and the gauges.
 
 All of it reads the agent's in-memory view and decisions; none of it calls etcd.

@@ -1,4 +1,4 @@
-"""`fleet:` (DESIGN §14): the etcd endpoints, this service and instance, the lease and the rules.
+"""`fleet:` (reference §14): the etcd endpoints, this service and instance, the lease and the rules.
 
 Endpoint URLs may carry `user:password@` for etcd's authentication; the credentials are
 taken out on load (`credentials`, a SecretStr) and `etcd` keeps only what is fit to print.

@@ -1,4 +1,4 @@
-"""Drain slots (DESIGN §14): at most `max_draining` instances drain voluntarily at once.
+"""Drain slots (reference §14): at most `max_draining` instances drain voluntarily at once.
 
 Slot n is the key `/healthd/<service>/slots/<n>` holding the instance's name, put on the
 instance's lease in a transaction that succeeds only if the key does not exist (so two

@@ -1,4 +1,4 @@
-"""Pure: what instances publish, the fleet view built from it, and the panic rule (DESIGN §14).
+"""Pure: what instances publish, the fleet view built from it, and the panic rule (reference §14).
 
 Keys under `/healthd/<service>/`:
 

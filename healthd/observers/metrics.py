@@ -1,4 +1,4 @@
-"""Prometheus metrics (DESIGN §7): names, types and labels are part of the contract.
+"""Prometheus metrics (reference §7): names, types and labels are part of the contract.
 
 Two halves, one injected `CollectorRegistry`:
 - `StateCollector` reads the store's snapshot at scrape time (group states, check statuses,

@@ -1,4 +1,4 @@
-"""Metrics kept as plain numbers by their owners and exported at scrape time (DESIGN §7).
+"""Metrics kept as plain numbers by their owners and exported at scrape time (reference §7).
 
 A probe or a check run must not pay for prometheus_client's locks and labelled children
 on every call: these collectors count in plain dicts and integers (one event loop writes

@@ -1,4 +1,4 @@
-"""OpenTelemetry traces (DESIGN §8): SDK set-up from `OTEL_*`, trace continuation, sampling.
+"""OpenTelemetry traces (reference §8): SDK set-up from `OTEL_*`, trace continuation, sampling.
 
 The runs open `healthd.evaluate` and `healthd.check` spans through the API with the
 tracer they are given (spans.py names them); this module builds that tracer's provider
@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from healthd import spans, tracecontext
-from healthd.errors import ConfigError
+from healthd.errors import ConfigError, install
 from healthd.web.base import Handler
 
 EXPORTERS = ("otlp", "console", "none")
@@ -99,7 +99,7 @@ def _otlp() -> SpanExporter:
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     except ImportError:
-        raise ConfigError("OTEL_TRACES_EXPORTER=otlp needs: pip install 'healthd[otlp]'") from None
+        raise ConfigError(f"OTEL_TRACES_EXPORTER=otlp needs: {install('otlp')}") from None
     return OTLPSpanExporter()  # endpoint, headers, timeout: from OTEL_EXPORTER_OTLP_* variables
 
 

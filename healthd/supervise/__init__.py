@@ -1,4 +1,4 @@
-"""Shell 2 (DESIGN §16): `healthd run -c FILE -- CMD ARGS…` runs the app as healthd's child.
+"""Shell 2 (reference §16): `healthd run -c FILE -- CMD ARGS…` runs the app as healthd's child.
 
     SIGTERM/SIGINT   draining at once (readiness 503, liveness 200); the child keeps serving
     drain_delay      then `shutdown.stop_signal` to the child's process group

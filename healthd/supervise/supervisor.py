@@ -1,4 +1,4 @@
-"""The supervisor: the daemon's shell step for `healthd run -- CMD` (DESIGN §16).
+"""The supervisor: the daemon's shell step for `healthd run -- CMD` (reference §16).
 
 The daemon (lifecycle.py) drains and closes its listeners; this fills in the step
 between: after `drain_delay` the child's process group gets `shutdown.stop_signal`, then

@@ -1,4 +1,4 @@
-"""The admin listener (DESIGN §5): drain, ready, reload, state, heartbeats.
+"""The admin listener (reference §5): drain, ready, reload, state, heartbeats.
 
 Every request needs `Authorization: Bearer <server.token>` (compared in constant time by
 `base.authorized`); no token configured means the daemon does not start this listener,

@@ -1,4 +1,4 @@
-"""The probe listener (DESIGN §5): /livez /readyz /startupz, per-check paths, /health.
+"""The probe listener (reference §5): /livez /readyz /startupz, per-check paths, /health.
 
 Handlers parse the request, ask the runs for an evaluation when something must run,
 and read everything else from the store: every bad input is a 4xx with a one-line

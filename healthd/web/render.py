@@ -210,10 +210,18 @@ def verbose_line(state: CheckState, details: bool) -> str:
     return f"[-]{state.name} failed: {why}"
 
 
+WITHHELD = "checks withheld: send the bearer token to see them (server.show_details)"
+
+
 def render_verbose(snapshot: Snapshot, endpoint: str, passed: bool, details: bool) -> str:
-    lines = [verbose_line(c, details) for c in snapshot.checks]
-    lines += [f"[+]{name} excluded: ok" for name in snapshot.excluded]
-    lines += [f"[+]{why}" for why in snapshot.fleet.values()]
+    """One line a check, then the verdict. Check names are details (as in the JSON body,
+    /watch, /status and gRPC List): without them, one line says how to see them."""
+    if details:
+        lines = [verbose_line(c, details) for c in snapshot.checks]
+        lines += [f"[+]{name} excluded: ok" for name in snapshot.excluded]
+        lines += [f"[+]{why}" for why in snapshot.fleet.values()]
+    else:
+        lines = [WITHHELD]
     if snapshot.draining and drains(snapshot.group):  # a latched startup stays passed
         lines.append("[-]draining: this instance is shutting down")
     lines.append(f"{endpoint} check {'passed' if passed else 'failed'}")

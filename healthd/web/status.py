@@ -1,4 +1,4 @@
-"""`GET /status`: a page for people (DESIGN §12), rendered on the server from the store.
+"""`GET /status`: a page for people (reference §12), rendered on the server from the store.
 
 One HTML document with its CSS and JavaScript inline (status.css, status.js beside this
 module): no external asset, so it works in an air-gapped cluster. It shows each group's

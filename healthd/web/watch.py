@@ -1,4 +1,4 @@
-"""`GET /watch`: the store's transitions as Server-Sent Events (DESIGN §12).
+"""`GET /watch`: the store's transitions as Server-Sent Events (reference §12).
 
     retry: 2000
     id: 1764662400000017          ← `base` + the store's Ring id: increasing, and never
