@@ -14,6 +14,7 @@ import statistics
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -52,9 +53,9 @@ async def listening(health: Health) -> AsyncIterator[tuple[Agent, int]]:
         await agent.close()
 
 
-def two_checks(db: Outcome, cache: Outcome, message: str = "", **server: object) -> Health:
+def two_checks(db: Outcome, cache: Outcome, message: str = "", **server: Any) -> Health:
     """Readiness: a critical `db` and a non-critical `cache`, scripted."""
-    checks = [{"name": "db"}, {"name": "cache", "critical": False}]
+    checks: list[dict[str, Any]] = [{"name": "db"}, {"name": "cache", "critical": False}]
     fakes = {"db": FakeCheck([db], message=message), "cache": FakeCheck([cache])}
     return engine_with(fakes, settings(checks, server=server))
 
@@ -70,7 +71,8 @@ async def test_healthy_is_up_ready_100() -> None:
 
 async def test_degraded_is_up_at_the_configured_weight() -> None:
     """A failing non-critical check: `up ready <agent_degraded_weight>%` (default 50)."""
-    for server, weight in (({}, 50), ({"agent_degraded_weight": 30}, 30)):
+    cases: list[tuple[dict[str, Any], int]] = [({}, 50), ({"agent_degraded_weight": 30}, 30)]
+    for server, weight in cases:
         health = two_checks(Outcome.PASS, Outcome.FAIL, **server)
         await run_now(health, "db")
         await run_now(health, "cache")

@@ -28,7 +28,7 @@ async def client_for(
 ) -> Client:
     """Readiness with a critical `db` (passing) and a non-critical `cache` (`cache`); with
     `loop`, the implicit loop check has run too (so /health has every result)."""
-    checks = [
+    checks: list[dict[str, Any]] = [
         {"name": "db", "mode": mode},
         {"name": "cache", "mode": mode, "critical": False},
     ]
@@ -64,7 +64,7 @@ async def test_healthy_readiness_has_no_header(aiohttp_client: MakeClient, mode:
 
 async def test_failing_readiness_has_no_header(aiohttp_client: MakeClient) -> None:
     """Unhealthy: 503 without the header."""
-    checks = [{"name": "db"}, {"name": "cache", "critical": False}]
+    checks: list[dict[str, Any]] = [{"name": "db"}, {"name": "cache", "critical": False}]
     fakes = {"db": FakeCheck([Outcome.FAIL]), "cache": FakeCheck([Outcome.FAIL])}
     engine = engine_with(fakes, settings(checks))
     for name in fakes:
