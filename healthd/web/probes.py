@@ -284,7 +284,10 @@ def make_app(
     # The views for people and streams: details by the probe bodies' rule (Answers.details).
     if watchers is None:
         watchers = Watchers(views.settings().server.max_watchers)
-    app[WATCH] = streams = watch.Watch(views.store, watchers, lambda r: probes.answers().details(r))
+    keepalive = views.settings().server.watch_keepalive
+    app[WATCH] = streams = watch.Watch(
+        views.store, watchers, lambda r: probes.answers().details(r), keepalive=keepalive
+    )
     routes += watch.routes(streams)
     routes += status.routes(views.store, inflight, lambda r: probes.answers().details(r))
     for route in extra_routes or []:
