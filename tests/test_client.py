@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from healthd.client import Event, Gate, NotHealthd, Unavailable, Watch
+from healthd.client import ClientError, Event, Gate, NotHealthd, Unavailable, Watch
 from healthd.client.watch import backoff
 from tests.procs import Healthd
 from tests.tcpproxy import proxy
@@ -298,3 +298,28 @@ def test_backoff_is_jittered_exponential_and_capped() -> None:
         assert all(0.0 <= d <= min(2.0, 0.1 * 2**attempt) for d in delays)
         assert len(set(delays)) > 100
     assert max(backoff(60, 0.1, 2.0) for _ in range(200)) > 1.0  # reaches toward the cap
+
+
+async def test_a_gate_on_one_check_follows_that_check(tmp_path: Path) -> None:
+    """`Gate(url, check="db", token=…)`: open while db fails, closed (after a trial) when
+    it passes; without the token healthd refuses the stream: a one-line ClientError."""
+    async with healthy(tmp_path) as h:
+        refused = Gate(h.url(""), check="db")
+        with pytest.raises(ClientError, match=r"403 Forbidden: \?check: check details") as caught:
+            await refused.start(within=5)
+        assert "\n" not in str(caught.value)
+        await refused.close()
+        gate = Gate(h.url(""), check="db", token=TOKEN, backoff=FAST)
+        await gate.start()
+        try:
+            assert (gate.state, gate.upstream) == ("closed", "pass")
+            await beat(h, "db", "fail", "gone")
+            await wait_state(gate, "open")
+            assert gate.reason.endswith("check db is fail")
+            await beat(h, "db", "pass")
+            await wait_state(gate, "half_open")
+            async with gate:
+                pass
+            assert state_of(gate) == "closed"
+        finally:
+            await gate.close()

@@ -8,7 +8,8 @@
 - A lost stream (refused, reset, ended, or silent for more than twice the keep-alive period
   the stream announced in its head) yields one `unknown` event, then reconnects with capped,
   jittered exponential backoff until it is back; connecting is bounded by the same silence.
-- A URL that answers but is not a healthd `/watch` raises `NotHealthd` (one line).
+- A URL that answers but is not a healthd `/watch` raises `NotHealthd`, and a request
+  healthd refuses (`?check=` without a token, an unknown check) `ClientError`: one line.
 - A malformed event (bad JSON, no `name`…) is skipped; the first one is logged, once.
 
 `Watch.state(group=…)` / `Watch.state(check=…)` is the state as the events left it, and
@@ -176,15 +177,19 @@ class Watch:
         kind = response.headers.get("Content-Type", "")
         if response.status == 200 and kind.startswith("text/event-stream"):
             return
-        why = f"{response.status} {response.reason}"
+        why, said = f"{response.status} {response.reason}", None
         if kind.startswith("application/json"):  # healthd's one-line errors: {"error": ...}
             with contextlib.suppress(aiohttp.ClientError, ValueError, TimeoutError):
                 async with asyncio.timeout(self.silence):
                     body = await response.json()
                 if isinstance(body, dict) and isinstance(body.get("error"), str):
-                    why += f": {body['error'][:200]}"
+                    said = body["error"].splitlines()[0][:200] if body["error"] else ""
+        if said is not None:
+            why += f": {said}"
         if response.status in (502, 503, 504):  # shutting down, full, a proxy: transient
             raise _Lost(why)
+        if said is not None:  # healthd refused this request (a filter, the token)
+            raise ClientError(f"{self.url}: {why}")
         kind = kind.split(";")[0] or "no content type"
         raise NotHealthd(
             f"{self.url.with_query(None)}: not a healthd /watch stream ({why}, {kind})"
