@@ -24,7 +24,8 @@ from pathlib import Path
 from _common import raise_nofile, write_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.podrig import CHECK, MODES, NOFILE, Result, run
+from tests.haproxy import NOFILE
+from tests.podrig import CHECK, MODES, Result, run
 
 NOTES = """\
 Each row: two pods (an aiohttp app + healthd) behind HAProxy 2.6, which health-checks

@@ -45,7 +45,9 @@ from healthd.web import admin, base, probes
 from healthd.web.admin import ReloadResult
 
 log = logging.getLogger("healthd")
-RESTART_ONLY_SERVER_KEYS = ("listen", "keepalive_timeout", "grpc_listen")
+RESTART_ONLY_SERVER_KEYS = (
+    "listen", "keepalive_timeout", "grpc_listen", "agent_listen", "watch_keepalive"
+)  # fmt: skip
 Handlers = dict[int, Callable[[], None]]
 
 

@@ -3,7 +3,8 @@ server, and how they close (reference §6).
 
 `Servers.start()` sets up the probe app's runner with its hot path in front
 (`probes.front`), listens, and starts the admin API (when a token is set) and gRPC health
-(when `server.grpc_listen` is). `Servers.close()` ends every stream, closes the listeners
+(when `server.grpc_listen` is) and the HAProxy agent-check (when `server.agent_listen` is:
+agent.py). `Servers.close()` ends every stream, closes the listeners
 losing nothing queued (listeners.py), gives requests in flight `shutdown.grace`, then
 cancels and logs the rest.
 """
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from healthd.agent import Agent
 from healthd.config import Settings
 from healthd.durations import human_duration
 from healthd.health import Views
@@ -58,6 +60,12 @@ class Servers:
         self.bad_requests = BadRequests(logging.getLogger("healthd.http"))
         self.cancelled = 0  # requests cancelled at the end of grace
         self.grpc: GrpcHealth | None = None  # server.grpc_listen (grpchealth.py)
+        self.agent = Agent(views.store, self.settings)  # listens when server.agent_listen is set
+        if metrics is not None:
+            metrics.count_by(
+                "healthd_agent_connections", "HAProxy agent-check connections, by reply word",
+                ["reply"], self.agent.counts,
+            )  # fmt: skip
         self._runner: web.AppRunner | None = None
         self._admin_runner: web.AppRunner | None = None
         self._admin_site: Listener | None = None
@@ -87,6 +95,8 @@ class Servers:
                 log.info("admin API off: server.token is empty")
             if server.grpc_listen:
                 await self._start_grpc(server.grpc_listen)
+            if server.agent_listen:
+                await self.agent.start(server.agent_listen)
         except BaseException:
             await self.cleanup()
             raise
@@ -118,6 +128,7 @@ class Servers:
         queued = 0
         self.watchers.close()  # streams end with the listeners
         grpc_closed = self.grpc.close(grace) if self.grpc is not None else None
+        await self.agent.close()
         for listener in self._listeners:
             queued += await listener.close()
         closed_at = max((x.closed_at for x in self._listeners), default=time.time())
@@ -155,6 +166,7 @@ class Servers:
         """Release the runners (and a gRPC server that close() did not stop: a failed start)."""
         if self.grpc is not None:
             await self.grpc.close(0.0)  # the same task when close() stopped it already
+        await self.agent.close()
         for runner in (self._runner, self._admin_runner):
             if runner is not None:
                 await runner.cleanup()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import resource
 import signal
 import socket
 import subprocess
@@ -26,10 +25,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests import haproxy as lb
+from tests.haproxy import more_files, wait_listening
+
 ROOT = Path(__file__).resolve().parent.parent
 APP = Path(__file__).with_name("pod_app.py")
 MODES = ("naive", "supervised")
-NOFILE = 65536
 # HAProxy's view of a pod: a /readyz every 500 ms, down after 2 failures, as a load
 # balancer a little quicker than kube-proxy; drain_delay must outlast that.
 CHECK = "inter 500ms fall 2 rise 2"
@@ -39,21 +40,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _more_files() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = NOFILE if hard == resource.RLIM_INFINITY else min(NOFILE, hard)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
-
-
-def wait_listening(port: int, timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port} after {timeout}s")
 
 
 @dataclass(slots=True)
@@ -86,11 +72,11 @@ checks:
         healthd = [sys.executable, "-m", "healthd", "run", "-c", str(config)]
         spawn = {"stdout": out, "stderr": out, "stdin": subprocess.DEVNULL, "cwd": ROOT}
         if self.mode == "naive":
-            self.procs["app"] = subprocess.Popen(app, preexec_fn=_more_files, **spawn)  # type: ignore[call-overload]
+            self.procs["app"] = subprocess.Popen(app, preexec_fn=more_files, **spawn)  # type: ignore[call-overload]
             self.procs["healthd"] = subprocess.Popen(healthd, **spawn)  # type: ignore[call-overload]
         else:
             argv = [*healthd, "--", *app]
-            self.procs["healthd"] = subprocess.Popen(argv, preexec_fn=_more_files, **spawn)  # type: ignore[call-overload]
+            self.procs["healthd"] = subprocess.Popen(argv, preexec_fn=more_files, **spawn)  # type: ignore[call-overload]
         out.close()
         wait_listening(self.app_port)
         wait_listening(self.health_port)
@@ -163,31 +149,11 @@ backend pods
 """
 
 
-def server_states(stats: Path) -> dict[str, str]:
-    """`show stat` on HAProxy's socket: each server's status (UP, DOWN, `UP 1/2`…)."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(2)
-        sock.connect(str(stats))
-        sock.sendall(b"show stat\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    lines = data.decode().splitlines()
-    header = lines[0].lstrip("# ").split(",")
-    rows = [dict(zip(header, x.split(","), strict=False)) for x in lines[1:] if x]
-    return {r["svname"]: r["status"] for r in rows if r.get("pxname") == "pods"}
-
-
 def wait_up(stats: Path, names: list[str], timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    states: dict[str, str] = {}
-    while time.monotonic() < end:
-        with contextlib.suppress(OSError):
-            states = server_states(stats)
-            if all(states.get(n) == "UP" for n in names):
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"HAProxy never saw every pod UP: {states}")
+    lb.wait_for(
+        stats, "pods", lambda seen: all(seen.get(n, {}).get("status") == "UP" for n in names),
+        timeout, "every pod UP",
+    )  # fmt: skip
 
 
 WRK_REQUESTS = re.compile(r"(\d+) requests in")
@@ -216,23 +182,18 @@ def run(
     directory.mkdir(parents=True, exist_ok=True)
     pods = [Pod(directory, f"pod{i}", mode, drain) for i in (1, 2)]
     front, stats = free_port(), directory / "haproxy.sock"
-    (directory / "haproxy.cfg").write_text(haproxy_config(front, stats, pods))
     result = Result(mode, connections)
-    balancer: subprocess.Popen[bytes] | None = None
-    try:
+    with contextlib.ExitStack() as stack:
         for pod in pods:
+            stack.callback(pod.stop)  # after HAProxy is gone (last in, first out)
             pod.start()
-        with (directory / "haproxy.log").open("ab") as log:
-            balancer = subprocess.Popen(
-                [haproxy, "-db", "-f", str(directory / "haproxy.cfg")], preexec_fn=_more_files,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-            )  # fmt: skip
+        stack.enter_context(lb.running(haproxy, directory, haproxy_config(front, stats, pods)))
         wait_listening(front)
         wait_up(stats, [p.name for p in pods])
         load = subprocess.Popen(
             [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s",
              f"http://127.0.0.1:{front}/"],
-            preexec_fn=_more_files, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            preexec_fn=more_files, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
         time.sleep(stop_at)
         signalled = time.monotonic()
@@ -242,10 +203,4 @@ def run(
         out, _ = load.communicate(timeout=duration + 30)
         result.wrk = out.decode(errors="replace")
         parse_wrk(result.wrk, result)
-    finally:
-        if balancer is not None:
-            balancer.kill()
-            balancer.wait(10)
-        for pod in pods:
-            pod.stop()
     return result

@@ -18,10 +18,11 @@ PORT_TRIES = 3
 class Healthd:
     """`async with Healthd(tmp_path, config) as h:` runs `healthd run -c <config>` on free ports.
 
-    `config` may use `{port}`, `{admin_port}` and `{grpc_port}`; stderr lines are collected
-    in `lines`, and stdout lines in `out` when `capture_stdout` is set (e.g. console-exported
-    spans). With `argv`, healthd supervises it: `healthd run -c <config> -- argv…`; with
-    `prefix`, healthd runs under it (e.g. `unshare --pid`: then `proc` is the prefix's).
+    `config` may use `{port}`, `{admin_port}`, `{grpc_port}` and `{agent_port}`; stderr lines
+    are collected in `lines`, and stdout lines in `out` when `capture_stdout` is set (e.g.
+    console-exported spans). With `argv`, healthd supervises it: `healthd run -c <config>
+    -- argv…`; with `prefix`, healthd runs under it (e.g. `unshare --pid`: then `proc` is
+    the prefix's).
     """
 
     def __init__(
@@ -49,8 +50,10 @@ class Healthd:
 
     def _choose_ports(self) -> None:
         self.port, self.admin_port, self.grpc_port = free_port(), free_port(), free_port()
+        self.agent_port = free_port()
         config = self.template.replace("{port}", str(self.port))
         config = config.replace("{grpc_port}", str(self.grpc_port))
+        config = config.replace("{agent_port}", str(self.agent_port))
         self.path.write_text(config.replace("{admin_port}", str(self.admin_port)))
 
     def url(self, path: str) -> str:

@@ -33,7 +33,7 @@ from healthd.events import Observer
 from healthd.groups import HEALTH
 from healthd.lag import LagMonitor
 from healthd.model import CheckResult, CheckState, State, Status
-from healthd.observers.plain import Counted, Gauged, ProbeStats, RunStats
+from healthd.observers.plain import Counted, CountedBy, Gauged, ProbeStats, RunStats
 from healthd.store import Store
 
 
@@ -135,6 +135,16 @@ class Metrics(Observer):
     def count(self, name: str, documentation: str, read: Callable[[], int]) -> None:
         """Export `read()` as the counter `name` (`_total` is added)."""
         self.registry.register(Counted(name, documentation, read))
+
+    def count_by(
+        self,
+        name: str,
+        documentation: str,
+        labels: list[str],
+        read: Callable[[], Mapping[tuple[str, ...], float]],
+    ) -> None:
+        """Export `read()` ({label values: count}) as the labelled counter `name`."""
+        self.registry.register(CountedBy(name, documentation, labels, read))
 
     def gauge(
         self,

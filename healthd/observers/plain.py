@@ -119,6 +119,25 @@ class Counted(Collector):
         yield CounterMetricFamily(self.name, self.documentation, value=float(self.read()))
 
 
+class CountedBy(Collector):
+    """A labelled counter kept by its owner ({label values: count}), exported at scrape time."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: list[str],
+        read: Callable[[], Mapping[tuple[str, ...], float]],
+    ) -> None:
+        self.name, self.documentation, self.labels, self.read = name, documentation, labels, read
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for values, value in self.read().items():
+            family.add_metric(list(values), value)
+        yield family
+
+
 class Gauged(Collector):
     """A labelled gauge kept by its owner ({label values: value}), exported at scrape time."""
 

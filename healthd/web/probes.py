@@ -25,7 +25,7 @@ from multidict import MultiMapping
 from healthd.config import Settings
 from healthd.deadline import Budgets, Deadline
 from healthd.errors import BudgetError
-from healthd.groups import CHECK_PATHS, ENDPOINTS, GROUPS
+from healthd.groups import CHECK_PATHS, ENDPOINTS, GROUPS, READINESS
 from healthd.health import Views
 from healthd.model import State
 from healthd.runs import Evaluation
@@ -38,6 +38,8 @@ VIEWS = web.AppKey("views", Views)
 WATCH = web.AppKey("watch", watch.Watch)  # tests shorten its keep-alive and stall times
 JSON = "application/json"
 CACHED_HEADERS = {"Content-Type": JSON, "Cache-Control": "no-store"}
+# Envoy marks a host degraded when its health check's answer carries this (DESIGN §18).
+ENVOY_DEGRADED = {"x-envoy-degraded": "true"}
 _UNKNOWN = -1.0  # not a budget: `Answers.known` has not seen these headers
 FLAGS = {"": True, "1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
@@ -118,7 +120,7 @@ class Probes:
         routing; everything else goes on to the application, whose handlers give the same
         answer the long way (so an app served without this front is still right)."""
         routed = server.request_handler
-        hot = {f"/{name}": (name, group) for name, group in ENDPOINTS.items()}
+        hot = {f"/{name}": (name, group, _Headers(group)) for name, group in ENDPOINTS.items()}
         store, inflight = self.store, self.inflight
         count = self.metrics.probe if self.metrics is not None else None
         unknown = _UNKNOWN
@@ -130,18 +132,19 @@ class Probes:
             target = hot.get(request.raw_path)
             if target is not None and request.method == "GET" and not inflight.closing:
                 started = perf_counter()
-                endpoint, group = target
+                endpoint, group, headers = target
                 answers = self._answers
                 if group in answers.cacheable:
                     budget = answers.known.get(request.raw_headers, unknown)
                     if budget is unknown:
                         budget = answers.learn(request)
                     if budget is not None:
-                        code, body = answers.by_state[store.current(group)]
+                        state = store.current(group)
+                        code, body = answers.by_state[state]
                         inflight.served += 1
                         if count is not None:
                             count(endpoint, code, perf_counter() - started, budget)
-                        return web.Response(body=body, status=code, headers=CACHED_HEADERS)
+                        return web.Response(body=body, status=code, headers=headers[state, code])
             return await routed(request)
 
         server.request_handler = dispatch
@@ -175,6 +178,8 @@ class Probes:
         if isinstance(evaluation, web.Response):
             return evaluation  # a bad parameter: 400
         response = self.respond(request, endpoint, evaluation, answers, history)
+        if _envoy_degraded(group, evaluation.state, response.status):
+            response.headers.update(ENVOY_DEGRADED)
         if self.metrics is not None:
             self.metrics.probe(endpoint, response.status, perf_counter() - started, budget)
         return response
@@ -210,6 +215,27 @@ class Probes:
 
 
 PROBES = web.AppKey("probes", Probes)
+
+
+def _envoy_degraded(group: str, state: State, code: int) -> bool:
+    """A 2xx readiness answer while degraded carries `x-envoy-degraded` (DESIGN §18)."""
+    return group == READINESS and state is State.DEGRADED and 200 <= code < 300
+
+
+class _Headers(dict[tuple[State, int], dict[str, str]]):
+    """The cached answer's headers by (state, code): `x-envoy-degraded` where it applies."""
+
+    def __init__(self, group: str) -> None:
+        super().__init__()
+        self.group = group
+
+    def __missing__(self, key: tuple[State, int]) -> dict[str, str]:
+        state, code = key
+        headers = CACHED_HEADERS
+        if _envoy_degraded(self.group, state, code):
+            headers = {**CACHED_HEADERS, **ENVOY_DEGRADED}
+        self[key] = headers
+        return headers
 
 
 async def _evaluate(
@@ -259,7 +285,10 @@ def make_app(
     # The views for people and streams: details by the probe bodies' rule (Answers.details).
     if watchers is None:
         watchers = Watchers(views.settings().server.max_watchers)
-    app[WATCH] = streams = watch.Watch(views.store, watchers, lambda r: probes.answers().details(r))
+    keepalive = views.settings().server.watch_keepalive
+    app[WATCH] = streams = watch.Watch(
+        views.store, watchers, lambda r: probes.answers().details(r), keepalive=keepalive
+    )
     routes += watch.routes(streams)
     routes += status.routes(views.store, inflight, lambda r: probes.answers().details(r))
     for route in extra_routes or []:

@@ -1,6 +1,7 @@
 """`GET /watch`: the store's transitions as Server-Sent Events (reference §12).
 
     retry: 2000
+    : keepalive 15                ← seconds between keep-alives (`server.watch_keepalive`)
     id: 1764662400000017          ← `base` + the store's Ring id: increasing, and never
     event: snapshot                 reused by a restarted daemon or another instance
     data: {"groups": {...}, "draining": false, "checks": {...}}
@@ -9,7 +10,8 @@
     event: check
     data: {"name": "db", "status": "fail", "previous": "pass", "message": "...", "at": "..."}
 
-Then `group` and `check` events as they happen, `: keep-alive` every `keepalive` seconds,
+Then `group` and `check` events as they happen, `: keep-alive` after `keepalive` seconds
+without one (a client may take twice that silence for a lost stream: healthd.client),
 and at the end one of: `draining` (the listeners are closing: `Watchers.closed`), or
 `dropped` (this reader fell behind the ring, or its writes stalled for `stall` seconds).
 
@@ -109,12 +111,13 @@ class Watch:
         watchers: Watchers,
         details: Callable[[web.Request], bool],
         wall: Callable[[], float] = time.time,
+        keepalive: float = KEEPALIVE,
     ) -> None:
         self.store, self.watchers, self.details = store, watchers, details
         # Ids are `base` + the Ring's: they increase, and an id from an earlier run or from
         # another instance (started at another microsecond) is never taken for one of ours.
         self.base = int(wall() * 1_000_000)
-        self.keepalive, self.stall, self.tick = KEEPALIVE, STALL, TICK
+        self.keepalive, self.stall, self.tick = keepalive, STALL, TICK
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         query, store = request.query, self.store
@@ -168,7 +171,7 @@ class Watch:
         closed = asyncio.ensure_future(self.watchers.closed.wait())
         pending: asyncio.Future[Event] | None = None
         try:
-            head = f"retry: {RETRY_MS}\n\n".encode()
+            head = f"retry: {RETRY_MS}\n: keepalive {self.keepalive:g}\n\n".encode()
             if since is None:
                 head += self._snapshot(wanted)
             await self._write(response, head)
@@ -177,7 +180,9 @@ class Watch:
             pending = asyncio.ensure_future(anext(source))
             while True:
                 done, _ = await asyncio.wait(
-                    {pending, closed}, timeout=self.tick, return_when=asyncio.FIRST_COMPLETED
+                    {pending, closed},
+                    timeout=min(self.tick, self.keepalive),
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 if closed in done:
                     await self._final(
