@@ -62,7 +62,7 @@ class ServerSettings(Model):
     max_watchers: int = Field(default=64, ge=1, le=100_000)  # open /watch + gRPC Watch streams
     watch_keepalive: Duration = Field(default=15.0, gt=0)  # /watch: a comment after this silence
     grpc_listen: str | None = Field(default=None, pattern=_LISTEN)  # gRPC health; off when unset
-    # HAProxy agent-check (DESIGN §18): one line per TCP connection; off when unset.
+    # HAProxy agent-check (reference §17): one line per TCP connection; off when unset.
     agent_listen: str | None = Field(default=None, pattern=_LISTEN)
     agent_degraded_weight: int = Field(default=50, ge=0, le=256)  # `up ready <w>%` when degraded
 

@@ -38,7 +38,7 @@ VIEWS = web.AppKey("views", Views)
 WATCH = web.AppKey("watch", watch.Watch)  # tests shorten its keep-alive and stall times
 JSON = "application/json"
 CACHED_HEADERS = {"Content-Type": JSON, "Cache-Control": "no-store"}
-# Envoy marks a host degraded when its health check's answer carries this (DESIGN §18).
+# Envoy marks a host degraded when its health check's answer carries this (reference §17).
 ENVOY_DEGRADED = {"x-envoy-degraded": "true"}
 _UNKNOWN = -1.0  # not a budget: `Answers.known` has not seen these headers
 FLAGS = {"": True, "1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
@@ -218,7 +218,7 @@ PROBES = web.AppKey("probes", Probes)
 
 
 def _envoy_degraded(group: str, state: State, code: int) -> bool:
-    """A 2xx readiness answer while degraded carries `x-envoy-degraded` (DESIGN §18)."""
+    """A 2xx readiness answer while degraded carries `x-envoy-degraded` (reference §17)."""
     return group == READINESS and state is State.DEGRADED and 200 <= code < 300
 
 
