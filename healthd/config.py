@@ -112,6 +112,11 @@ class ShutdownSettings(Model):
     # after drain_delay, and how long it has to exit before SIGKILL.
     stop_signal: str = Field(default="SIGTERM", examples=["SIGTERM", "SIGQUIT", "SIGINT"])
     stop_timeout: Duration = 20.0
+    # Embedded in an app (DESIGN §17): after drain_delay the app keeps accepting until no
+    # request has arrived for `quiet` (bounded by grace); `deadline` bounds the whole stop,
+    # signal to exit, as the orchestrator's terminationGracePeriodSeconds does.
+    quiet: Duration = 0.5
+    deadline: Duration = 30.0
 
     @field_validator("stop_signal")
     @classmethod
