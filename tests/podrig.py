@@ -8,6 +8,8 @@ HAProxy sends the traffic to the apps and health-checks each pod through its hea
     naive       the app and its healthd sidecar both get SIGTERM at the same instant
     supervised  `healthd run -- app`: healthd alone gets SIGTERM and stops the app after
                 drain_delay
+    embedded    one process: the app with healthd embedded (healthd.aiohttp); HAProxy
+                health-checks the app's own /readyz
 
 A request fails if wrk saw a non-2xx answer or a socket error (connect, read, write,
 timeout). Everything is on loopback; each run is bounded in time.
@@ -28,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = Path(__file__).with_name("pod_app.py")
-MODES = ("naive", "supervised")
+MODES = ("naive", "supervised", "embedded")
 NOFILE = 65536
 # HAProxy's view of a pod: a /readyz every 500 ms, down after 2 failures, as a load
 # balancer a little quicker than kube-proxy; drain_delay must outlast that.
@@ -69,7 +71,14 @@ class Pod:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     log: Path | None = None
 
+    def __post_init__(self) -> None:
+        if self.mode == "embedded":
+            self.health_port = self.app_port  # the probes are the app's own routes
+
     def start(self) -> None:
+        if self.mode == "embedded":
+            self._start_embedded()
+            return
         config = self.directory / f"{self.name}.yaml"
         config.write_text(
             f"""
@@ -94,6 +103,16 @@ checks:
         out.close()
         wait_listening(self.app_port)
         wait_listening(self.health_port)
+
+    def _start_embedded(self) -> None:
+        self.log = self.directory / f"{self.name}.log"
+        with self.log.open("ab") as out:
+            app = [sys.executable, str(APP), str(self.app_port), "--embedded", str(self.drain)]
+            self.procs["app"] = subprocess.Popen(
+                app, preexec_fn=_more_files, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+            )  # fmt: skip
+        wait_listening(self.app_port)
 
     def terminate(self) -> None:
         """As the kubelet: SIGTERM to every container's first process at the same instant."""

@@ -23,6 +23,7 @@ import sys
 from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import hdrs, web
+from aiohttp.log import access_logger
 from aiohttp.web_urldispatcher import AbstractResource, AbstractRoute
 
 from healthd.errors import ConfigError
@@ -143,7 +144,12 @@ def setup(app: web.Application, health: Health, prefix: str = "", metrics: bool 
 class AiohttpServer:
     """The drain's `Server` for an aiohttp app: its runner and listening sockets."""
 
-    def __init__(self, app: web.Application, keepalive_timeout: float) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        keepalive_timeout: float,
+        access_log: logging.Logger | None = access_logger,
+    ) -> None:
         if EMBEDDED not in app:
             raise ConfigError(
                 "healthd.aiohttp.run_app: call healthd.aiohttp.setup(app, health) first"
@@ -152,6 +158,7 @@ class AiohttpServer:
         self.runner = web.AppRunner(
             app, handle_signals=False, keepalive_timeout=keepalive_timeout,
             shutdown_timeout=REAP_TIMEOUT, logger=BadRequests(logging.getLogger("healthd.http")),
+            access_log=access_log,
         )  # fmt: skip
         self.listeners: list[Listener] = []
 
@@ -189,10 +196,11 @@ async def serve(
     port: int = 8080,
     *,
     keepalive_timeout: float = KEEPALIVE,
+    access_log: logging.Logger | None = access_logger,
 ) -> Summary:
     """Serve `app` until SIGTERM/SIGINT, then stop it in the drain order; the summary
     (already logged as the exit line). ConfigError: the app cannot start or listen."""
-    server = AiohttpServer(app, keepalive_timeout)
+    server = AiohttpServer(app, keepalive_timeout, access_log)
     signals = Signals()
     signals.install(asyncio.get_running_loop())
     try:
@@ -217,16 +225,22 @@ def run_app(
     port: int = 8080,
     *,
     keepalive_timeout: float = KEEPALIVE,
+    access_log: logging.Logger | None = access_logger,
 ) -> None:
     """`web.run_app` with the drain order (embed/drain.py). Logging is set up from
     `health.settings.logging` unless the root logger has handlers already. A bad start (a
-    taken probe path, a port in use) is one line on stderr and exit code 2."""
+    taken probe path, a port in use) is one line on stderr and exit code 2. `access_log`
+    as aiohttp's (None: off)."""
     if not logging.getLogger().handlers:
         from healthd.observers.log import configure
 
         configure(health.settings.logging)
     try:
-        summary = asyncio.run(serve(app, health, host, port, keepalive_timeout=keepalive_timeout))
+        summary = asyncio.run(
+            serve(
+                app, health, host, port, keepalive_timeout=keepalive_timeout, access_log=access_log
+            )
+        )
     except ConfigError as exc:
         print(f"healthd: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
