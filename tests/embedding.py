@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -19,9 +20,11 @@ class EmbeddedApp:
     """`async with EmbeddedApp("--grace", "1s") as app:` on a free port; stderr in `lines`
     (with the monotonic time each arrived in `times`)."""
 
-    def __init__(self, *args: str) -> None:
-        self.args = list(args)
+    def __init__(self, *args: str, script: Path = APP, env: dict[str, str] | None = None) -> None:
+        self.script, self.env = script, env or {}
         self.port = free_port()
+        # tests/embedded_app.py takes the port as its first argument, examples read PORT
+        self.args = [str(self.port), *args] if script == APP else list(args)
         self.lines: list[str] = []
         self.times: list[float] = []
         self.proc: asyncio.subprocess.Process | None = None
@@ -42,9 +45,10 @@ class EmbeddedApp:
 
     async def start(self, wait: bool = True) -> EmbeddedApp:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(APP), str(self.port), *self.args,
+            sys.executable, str(self.script), *self.args,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PORT": str(self.port), **self.env},
         )  # fmt: skip
         self._reader = asyncio.create_task(self._read())
         if wait:
