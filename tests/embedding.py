@@ -20,9 +20,15 @@ class EmbeddedApp:
     """`async with EmbeddedApp("--grace", "1s") as app:` on a free port; stderr in `lines`
     (with the monotonic time each arrived in `times`)."""
 
-    def __init__(self, *args: str, script: Path = APP, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        script: Path = APP,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> None:
         self.script, self.env = script, env or {}
-        self.port = free_port()
+        self.port = port or free_port()
         # tests/embedded_app.py takes the port as its first argument, examples read PORT
         self.args = [str(self.port), *args] if script == APP else list(args)
         self.lines: list[str] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import socket
 import time
 
 import aiohttp
@@ -134,6 +135,22 @@ async def test_a_probe_path_the_app_already_has_fails_the_start_in_one_line() ->
         "healthd: healthd.aiohttp.setup: the app already has a route at /readyz "
         "(pass prefix= to mount the probes elsewhere)"
     ]
+
+
+async def test_a_port_in_use_fails_the_start_in_one_line() -> None:
+    """Another listener on the port: exit 2 with one line naming the address."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        app = EmbeddedApp(port=port)
+        await app.start(wait=False)
+        try:
+            assert await app.wait(20) == 2
+        finally:
+            await app.kill()
+    assert len(app.lines) == 1
+    assert app.lines[0].startswith(
+        f"healthd: healthd.aiohttp.run_app: cannot listen on 127.0.0.1:{port}: Address already"
+    )
 
 
 async def test_a_second_signal_skips_the_rest_of_the_current_wait() -> None:

@@ -171,7 +171,7 @@ class AiohttpServer:
         assert self.runner.server is not None
         self.embedded.probes.front(self.runner.server)  # the hot path, before any connection
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        listener = Listener(self.runner, address, "run_app")
+        listener = Listener(self.runner, address, "healthd.aiohttp.run_app")
         await listener.start()
         self.listeners.append(listener)
 
