@@ -7,7 +7,7 @@ Routes: `GET /hello` (200 "hello"), `GET /slow?s=SECONDS` (answers after that lo
 `slow started` line on stderr when it begins, `slow finished` when it answers). Each
 `--hook` is registered in order with `health.on_stop` (so they run last first): `ok`
 logs `hook NAME ran`, `raise` raises RuntimeError, `hang` never returns. `--clash` adds
-the app's own `/readyz` route before `setup`.
+the app's own `/readyz` route before `setup`; `--json` logs JSON lines.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--hook", action="append", default=[])
     parser.add_argument("--clash", action="store_true")
     parser.add_argument("--prefix", default="")
+    parser.add_argument("--json", action="store_true", help="logging.format: json")
     args = parser.parse_args()
 
     async def hello(request: web.Request) -> web.Response:
@@ -73,6 +74,7 @@ def main() -> None:
             "drain_delay": args.drain_delay, "grace": args.grace,
             "quiet": args.quiet, "deadline": args.deadline,
         },
+        logging={"format": "json" if args.json else "text"},
     )  # fmt: skip
     for spec in args.hook:
         name, how, *timeout = spec.split(":")

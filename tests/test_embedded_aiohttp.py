@@ -4,6 +4,7 @@ a real process, gets real signals, and is asked over real connections."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import socket
@@ -205,3 +206,38 @@ async def test_the_app_keeps_accepting_until_the_traffic_is_quiet() -> None:
         quiet = re.search(r"traffic quiet after (\d+\.\d+) s", app.exit_line())
         assert quiet is not None
         assert 1.35 <= float(quiet.group(1)) < 3.0
+
+
+async def test_a_second_signal_during_grace_cuts_what_is_in_flight_at_once() -> None:
+    """grace 20 s, a 30 s request: a second SIGTERM after the stop cuts it then."""
+    async with EmbeddedApp("--drain-delay", "200ms", "--grace", "20s", "--quiet", "100ms") as app:
+        slow = asyncio.create_task(get(app.url("/slow?s=30")))
+        await app.line("slow started")
+        await asyncio.sleep(0.2)
+        app.signal()
+        await app.line("stopped accepting")
+        await asyncio.sleep(0.3)
+        second = app.signal()
+        status, _, _ = await slow
+        assert status == 503
+        assert time.monotonic() - second < 1.5
+        assert await app.wait() == 0
+        line = app.exit_line()
+        assert "(cut short: grace)" in line
+        assert "(1 cut: GET /slow)" in line
+
+
+async def test_the_exit_line_is_json_when_logging_is() -> None:
+    """logging.format json: one JSON object with `event: exit` and the facts as fields."""
+    async with EmbeddedApp("--drain-delay", "100ms", "--json", "--hook", "db.close:ok") as app:
+        app.signal()
+        assert await app.wait() == 0
+    exits = [json.loads(line) for line in app.lines if '"event": "exit"' in line]
+    assert len(exits) == 1
+    fields = exits[0]["exit"]
+    assert exits[0]["msg"].startswith("exit: SIGTERM; draining ")
+    assert fields["reason"] == "SIGTERM"
+    assert fields["requests_cut_count"] == 0
+    assert [h["name"] for h in fields["hooks"]] == ["db.close"]
+    assert fields["hooks"][0]["outcome"] == "ok"
+    assert fields["code"] == 0

@@ -3,6 +3,7 @@ line's form (embed/drain.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -85,6 +86,31 @@ async def test_a_route_added_after_setup_at_a_probe_path_fails_the_start() -> No
     with pytest.raises(ConfigError, match=r"already has a route at /readyz \(pass prefix="):
         await runner.setup()
     await runner.cleanup()
+
+
+async def test_under_a_plain_runner_the_hooks_run_and_health_stops_at_cleanup() -> None:
+    """Without our run_app (aiohttp's own runner): health starts with the app, and at the
+    app's cleanup the hooks run, last first, then health stops."""
+    ran: list[str] = []
+    calls = 0
+
+    async def counted() -> None:
+        nonlocal calls
+        calls += 1
+
+    health = Health(checks=[checks.Func("db", counted, interval="50ms", timeout="40ms")])
+    health.on_stop(lambda: ran.append("first"), name="first")
+    health.on_stop(lambda: ran.append("second"), name="second")
+    app = app_with(health)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await asyncio.sleep(0.3)
+    assert calls >= 2  # the checks run in the background with the app
+    await runner.cleanup()
+    assert ran == ["second", "first"]
+    stopped_at = calls
+    await asyncio.sleep(0.2)
+    assert calls == stopped_at  # and stop with it
 
 
 def test_a_route_at_a_probe_path_before_setup_is_named() -> None:

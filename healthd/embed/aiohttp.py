@@ -55,8 +55,6 @@ class Embedded:
         if metrics:
             self.paths.append(f"{self.prefix}/metrics")
         self.taken = taken(app.router.routes(), self.paths)
-        self.started = False
-        self.stopped = False
 
     def route_defs(self, metrics: bool) -> list[web.RouteDef]:
         handlers = {name: self.probes.handler(name) for name in ENDPOINTS}
@@ -107,12 +105,10 @@ class Embedded:
                 "(pass prefix= to mount the probes elsewhere)"
             )
         self.health.start()
-        self.started = True
         yield
         cfg = self.health.settings.shutdown
         await self.health.hooks.run(self.health.clock() + cfg.deadline)
         await self.health.stop()
-        self.stopped = True
 
 
 STARTED = web.RequestKey("healthd.started", bool)  # its answer's headers have gone out
