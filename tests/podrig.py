@@ -227,11 +227,11 @@ def parse_wrk(text: str, result: Result) -> None:
 
 
 def run(
-    mode: str, directory: Path, *, connections: int, duration: float, stop_at: float,
+    mode: str, directory: Path, *, connections: int, duration: float, stop_at: float | None,
     drain: float, threads: int = 2, haproxy: str = "haproxy", wrk: str = "wrk",
 ) -> Result:  # fmt: skip
     """One run: two pods of `mode` behind HAProxy, wrk for `duration`, pod 1 terminated
-    `stop_at` seconds in."""
+    `stop_at` seconds in (None: nobody is stopped, the steady state)."""
     directory.mkdir(parents=True, exist_ok=True)
     pods = [Pod(directory, f"pod{i}", mode, drain) for i in (1, 2)]
     front, stats = free_port(), directory / "haproxy.sock"
@@ -253,11 +253,12 @@ def run(
              f"http://127.0.0.1:{front}/"],
             preexec_fn=_more_files, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        time.sleep(stop_at)
-        signalled = time.monotonic()
-        pods[0].terminate()
-        result.codes = pods[0].wait(timeout=drain + 20)
-        result.stopped_s = time.monotonic() - signalled
+        if stop_at is not None:
+            time.sleep(stop_at)
+            signalled = time.monotonic()
+            pods[0].terminate()
+            result.codes = pods[0].wait(timeout=drain + 20)
+            result.stopped_s = time.monotonic() - signalled
         out, _ = load.communicate(timeout=duration + 30)
         result.wrk = out.decode(errors="replace")
         parse_wrk(result.wrk, result)
