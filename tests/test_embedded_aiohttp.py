@@ -138,6 +138,15 @@ async def test_a_probe_path_the_app_already_has_fails_the_start_in_one_line() ->
     ]
 
 
+async def test_under_a_prefix_the_apps_own_probe_path_stays_the_apps() -> None:
+    """The app's own /readyz with the probes under /-: /readyz is the app's (the hot path
+    answers only under the prefix), /-/readyz is healthd's."""
+    async with EmbeddedApp("--clash", "--prefix", "/-") as app:
+        assert (await get(app.url("/readyz")))[:2] == (200, "hello")
+        status, body, _ = await get(app.url("/-/readyz"))
+        assert (status, body) == (200, '{"status":"healthy"}')
+
+
 async def test_a_port_in_use_fails_the_start_in_one_line() -> None:
     """Another listener on the port: exit 2 with one line naming the address."""
     with socket.create_server(("127.0.0.1", 0)) as taken:

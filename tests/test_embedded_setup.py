@@ -121,6 +121,15 @@ def test_a_route_at_a_probe_path_before_setup_is_named() -> None:
     assert app[EMBEDDED].taken == "/metrics"
 
 
+def test_a_bad_prefix_or_a_second_setup_is_one_line() -> None:
+    """prefix without its slash, or setup twice on one app: a ConfigError saying so."""
+    with pytest.raises(ConfigError, match=r"prefix 'probes' must start with /"):
+        healthd.aiohttp.setup(web.Application(), Health(), prefix="probes")
+    app = app_with(Health())
+    with pytest.raises(ConfigError, match="called twice on the same app"):
+        healthd.aiohttp.setup(app, Health())
+
+
 def test_run_app_without_setup_is_one_line() -> None:
     """run_app on an app setup() never saw: a ConfigError saying what to do."""
     with pytest.raises(ConfigError, match=r"call healthd.aiohttp.setup\(app, health\) first"):

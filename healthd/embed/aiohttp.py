@@ -129,6 +129,10 @@ def setup(app: web.Application, health: Health, prefix: str = "", metrics: bool 
     """Mount the §5 probe routes (and `/metrics` unless `metrics=False`) under `prefix`,
     track the app's requests for the drain, and start/stop `health` with the app. A route
     the app already has at a probe path fails the app's start, naming the path."""
+    if EMBEDDED in app:
+        raise ConfigError("healthd.aiohttp.setup: called twice on the same app")
+    if prefix and not prefix.startswith("/"):
+        raise ConfigError(f"healthd.aiohttp.setup: prefix {prefix!r:.60} must start with /")
     embedded = app[EMBEDDED] = Embedded(app, health, prefix, metrics)
     if not embedded.taken:
         embedded.resources = {r.resource for r in app.add_routes(embedded.route_defs(metrics))}
@@ -165,7 +169,8 @@ class AiohttpServer:
     async def start(self, host: str, port: int) -> None:
         await self.runner.setup()  # the app's startup: ConfigError for a taken probe path
         assert self.runner.server is not None
-        self.embedded.probes.front(self.runner.server)  # the hot path, before any connection
+        embedded = self.embedded  # the hot path, before any connection:
+        embedded.probes.front(self.runner.server, embedded.prefix)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         listener = Listener(self.runner, address, "healthd.aiohttp.run_app")
         await listener.start()

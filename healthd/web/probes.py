@@ -111,13 +111,14 @@ class Probes:
     def answers(self) -> Answers:
         return self._answers
 
-    def front(self, server: web.Server) -> None:
+    def front(self, server: web.Server, prefix: str = "") -> None:
         """Put the hot path in front of `server`'s router: a GET of `/livez`, `/readyz` or
-        `/startupz` (no query) whose answer is the group's state is answered here, without
-        routing; everything else goes on to the application, whose handlers give the same
-        answer the long way (so an app served without this front is still right)."""
+        `/startupz` (no query; under `prefix` when the probes are mounted there) whose answer
+        is the group's state is answered here, without routing; everything else goes on to
+        the application, whose handlers give the same answer the long way (so an app served
+        without this front is still right)."""
         routed = server.request_handler
-        hot = {f"/{name}": (name, group) for name, group in ENDPOINTS.items()}
+        hot = {f"{prefix}/{name}": (name, group) for name, group in ENDPOINTS.items()}
         store, inflight = self.store, self.inflight
         count = self.metrics.probe if self.metrics is not None else None
         unknown = _UNKNOWN
