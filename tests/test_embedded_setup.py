@@ -4,6 +4,9 @@ line's form (embed/drain.py)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import signal
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -12,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 import healthd.aiohttp
 from healthd import Health, checks
-from healthd.embed.aiohttp import EMBEDDED, AiohttpServer
+from healthd.embed.aiohttp import EMBEDDED, AiohttpServer, serve
 from healthd.embed.drain import Summary
 from healthd.embed.traffic import Request
 from healthd.errors import ConfigError
@@ -155,3 +158,26 @@ def test_the_exit_line_names_at_most_ten_cut_requests() -> None:
     assert "GET /r9, +2 more)" in line
     assert "GET /r10" not in line
     assert summary.fields()["requests_cut_count"] == 12
+
+
+async def test_serve_on_port_0_says_the_port_it_got(caplog: pytest.LogCaptureFixture) -> None:
+    """serve(port=0): the "serving on" line names the port the kernel chose, which answers."""
+    import aiohttp
+
+    health = Health(shutdown={"drain_delay": "0s", "quiet": "0s"})
+    app = app_with(health)
+    with caplog.at_level(logging.INFO, "healthd"):
+        serving = asyncio.create_task(serve(app, health, "127.0.0.1", 0))
+        while "serving on" not in caplog.text:
+            await asyncio.sleep(0.01)
+        port = int(caplog.text.split("serving on 127.0.0.1:")[1].split(" ")[0])
+        assert port > 0
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/hello") as response,
+        ):
+            assert await response.text() == "hello"
+        os.kill(os.getpid(), signal.SIGTERM)  # its own handler: the drain, not the default
+        summary = await asyncio.wait_for(serving, 10)
+    assert summary.reason == "SIGTERM"
+    assert summary.drained == 0

@@ -176,6 +176,12 @@ class AiohttpServer:
         await listener.start()
         self.listeners.append(listener)
 
+    def bound(self) -> str:
+        """Where it listens (`127.0.0.1:41503`: the port chosen when asked for port 0)."""
+        socks = [x.sock for x in self.listeners if x.sock is not None]
+        host, port = socks[0].getsockname()[:2] if socks else ("-", 0)
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
     def closing(self) -> None:
         self.traffic.closing = self.embedded.inflight.closing = True
 
@@ -210,7 +216,7 @@ async def serve(
         except BaseException:
             await server.runner.cleanup()
             raise
-        log.info("serving on %s:%d with healthd probes", host, port)
+        log.info("serving on %s with healthd probes", server.bound())
         await signals.requested.wait()
         summary = await drain(health, server, signals)
         report(summary)
