@@ -1,4 +1,4 @@
-"""The HAProxy agent-check listener (`server.agent_listen`, reference §17).
+"""The HAProxy agent-check listener (`server.agent_listen`, reference §18).
 
 On each TCP connection healthd writes one line about the readiness group and closes:
 

@@ -62,7 +62,7 @@ class ServerSettings(Model):
     max_watchers: int = Field(default=64, ge=1, le=100_000)  # open /watch + gRPC Watch streams
     watch_keepalive: Duration = Field(default=15.0, gt=0)  # /watch: a comment after this silence
     grpc_listen: str | None = Field(default=None, pattern=_LISTEN)  # gRPC health; off when unset
-    # HAProxy agent-check (reference §17): one line per TCP connection; off when unset.
+    # HAProxy agent-check (reference §18): one line per TCP connection; off when unset.
     agent_listen: str | None = Field(default=None, pattern=_LISTEN)
     agent_degraded_weight: int = Field(default=50, ge=0, le=256)  # `up ready <w>%` when degraded
 
@@ -116,6 +116,11 @@ class ShutdownSettings(Model):
     # after drain_delay, and how long it has to exit before SIGKILL.
     stop_signal: str = Field(default="SIGTERM", examples=["SIGTERM", "SIGQUIT", "SIGINT"])
     stop_timeout: Duration = 20.0
+    # Embedded in an app (reference §17): after drain_delay the app keeps accepting until no
+    # request has arrived for `quiet` (bounded by grace); `deadline` bounds the whole stop,
+    # signal to exit, as the orchestrator's terminationGracePeriodSeconds does.
+    quiet: Duration = 0.5
+    deadline: Duration = 30.0
 
     @field_validator("stop_signal")
     @classmethod

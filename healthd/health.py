@@ -37,6 +37,7 @@ from healthd.config import Settings, load_settings, settings_of
 from healthd.deadline import Clock, Deadline
 from healthd.evaluator import next_delay
 from healthd.events import Observer
+from healthd.hooks import DEFAULT_TIMEOUT, Hooks
 from healthd.lag import LagMonitor
 from healthd.model import Beat, CheckResult, Snapshot
 from healthd.observers.metrics import Metrics
@@ -129,6 +130,7 @@ class Health:
         self.context = Context(self.lag, self.store, clock, app)  # app: the supervised child
         self.runs = Runs(self.store, tracer=tracer, clock=clock, wall=wall)
         self.scheduler = Scheduler(self.runs.start, clock, self._next_delay)
+        self.hooks = Hooks(clock)  # cleanup hooks (§17): the embedded shells run them
         self._listeners: list[OnReload] = []
         self._running = False
         self._configure(settings)
@@ -227,6 +229,17 @@ class Health:
             raise ValueError(f"no heartbeat check {name!r:.70}")
         self.store.post_beat(name, Beat.parse(status, message, self.clock()))
         return await self.runs.join(name, Deadline.after(spec.timeout, self.clock))
+
+    def on_stop(
+        self,
+        fn: Callable[[], Any],
+        timeout: float | str = DEFAULT_TIMEOUT,
+        name: str | None = None,
+    ) -> None:
+        """Run `fn` (sync or async) when the app stops, after its requests have drained:
+        hooks run in reverse order of registration, each under its own `timeout` (`"5s"`)
+        and never past `shutdown.deadline` (hooks.py)."""
+        self.hooks.add(fn, name, timeout)
 
     # --- reload -----------------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ HAProxy sends the traffic to the apps and health-checks each pod through its hea
     naive       the app and its healthd sidecar both get SIGTERM at the same instant
     supervised  `healthd run -- app`: healthd alone gets SIGTERM and stops the app after
                 drain_delay
+    embedded    one process: the app with healthd embedded (healthd.aiohttp); HAProxy
+                health-checks the app's own /readyz
 
 A request fails if wrk saw a non-2xx answer or a socket error (connect, read, write,
 timeout). Everything is on loopback; each run is bounded in time.
@@ -30,7 +32,7 @@ from tests.haproxy import more_files, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = Path(__file__).with_name("pod_app.py")
-MODES = ("naive", "supervised")
+MODES = ("naive", "supervised", "embedded")
 # HAProxy's view of a pod: a /readyz every 500 ms, down after 2 failures, as a load
 # balancer a little quicker than kube-proxy; drain_delay must outlast that.
 CHECK = "inter 500ms fall 2 rise 2"
@@ -55,7 +57,14 @@ class Pod:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     log: Path | None = None
 
+    def __post_init__(self) -> None:
+        if self.mode == "embedded":
+            self.health_port = self.app_port  # the probes are the app's own routes
+
     def start(self) -> None:
+        if self.mode == "embedded":
+            self._start_embedded()
+            return
         config = self.directory / f"{self.name}.yaml"
         config.write_text(
             f"""
@@ -80,6 +89,16 @@ checks:
         out.close()
         wait_listening(self.app_port)
         wait_listening(self.health_port)
+
+    def _start_embedded(self) -> None:
+        self.log = self.directory / f"{self.name}.log"
+        with self.log.open("ab") as out:
+            app = [sys.executable, str(APP), str(self.app_port), "--embedded", str(self.drain)]
+            self.procs["app"] = subprocess.Popen(
+                app, preexec_fn=more_files, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+            )  # fmt: skip
+        wait_listening(self.app_port)
 
     def terminate(self) -> None:
         """As the kubelet: SIGTERM to every container's first process at the same instant."""
@@ -174,11 +193,11 @@ def parse_wrk(text: str, result: Result) -> None:
 
 
 def run(
-    mode: str, directory: Path, *, connections: int, duration: float, stop_at: float,
+    mode: str, directory: Path, *, connections: int, duration: float, stop_at: float | None,
     drain: float, threads: int = 2, haproxy: str = "haproxy", wrk: str = "wrk",
 ) -> Result:  # fmt: skip
     """One run: two pods of `mode` behind HAProxy, wrk for `duration`, pod 1 terminated
-    `stop_at` seconds in."""
+    `stop_at` seconds in (None: nobody is stopped, the steady state)."""
     directory.mkdir(parents=True, exist_ok=True)
     pods = [Pod(directory, f"pod{i}", mode, drain) for i in (1, 2)]
     front, stats = free_port(), directory / "haproxy.sock"
@@ -195,11 +214,12 @@ def run(
              f"http://127.0.0.1:{front}/"],
             preexec_fn=more_files, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        time.sleep(stop_at)
-        signalled = time.monotonic()
-        pods[0].terminate()
-        result.codes = pods[0].wait(timeout=drain + 20)
-        result.stopped_s = time.monotonic() - signalled
+        if stop_at is not None:
+            time.sleep(stop_at)
+            signalled = time.monotonic()
+            pods[0].terminate()
+            result.codes = pods[0].wait(timeout=drain + 20)
+            result.stopped_s = time.monotonic() - signalled
         out, _ = load.communicate(timeout=duration + 30)
         result.wrk = out.decode(errors="replace")
         parse_wrk(result.wrk, result)

@@ -35,3 +35,21 @@ async def test_a_supervised_pod_loses_no_request_through_haproxy(tmp_path: Path)
     assert supervised.codes == {"healthd": 0}
     assert supervised.stopped_s >= DRAIN  # the app was stopped after the drain, not before
     assert naive.failed > 0, naive.wrk  # the control: this rig does see lost requests
+
+
+async def test_an_embedded_aiohttp_pod_loses_no_request_through_haproxy(tmp_path: Path) -> None:
+    """healthd.aiohttp embedded (HAProxy checks the app's own /readyz): 0 failed, exit 0,
+    and the app kept serving through the drain."""
+    haproxy = need("haproxy", "as the load balancer", ["/usr/sbin/haproxy"])
+    wrk = need("wrk", "to load the pods")
+    embedded = await asyncio.to_thread(
+        run, "embedded", tmp_path, connections=CONNECTIONS, duration=DURATION,
+        stop_at=STOP_AT, drain=DRAIN, haproxy=haproxy, wrk=wrk,
+    )  # fmt: skip
+    assert embedded.requests > 1000, embedded.wrk
+    assert embedded.failed == 0, embedded.wrk
+    assert embedded.codes == {"app": 0}
+    assert embedded.stopped_s >= DRAIN
+    log = (tmp_path / "pod1.log").read_text()
+    assert "exit: SIGTERM; draining " in log
+    assert "(0 cut)" in log

@@ -1,4 +1,4 @@
-"""A client for applications that call a service healthd watches (reference §17).
+"""A client for applications that call a service healthd watches (reference §18).
 
 `Watch(url, token=None)`: an async iterator over the healthd's `/watch` events that
 resumes with `Last-Event-ID`, reconnects with capped, jittered exponential backoff, and

@@ -1,4 +1,4 @@
-"""`Gate`: a circuit breaker fed by a healthd's state (reference §17, the seed's Hystrix).
+"""`Gate`: a circuit breaker fed by a healthd's state (reference §18, the seed's Hystrix).
 
     gate = Gate("http://orders:8099")          # readiness; or check="db" (with a token)
     await gate.start()                         # connected, first state known (or ClientError)

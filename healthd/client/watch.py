@@ -1,4 +1,4 @@
-"""`Watch`: an async iterator over a healthd's `/watch` events (reference §17).
+"""`Watch`: an async iterator over a healthd's `/watch` events (reference §18).
 
     async for event in Watch("http://orders:8099", token=...):
         print(event.kind, event.data)      # snapshot, group, check, draining, dropped, unknown

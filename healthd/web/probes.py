@@ -38,7 +38,7 @@ VIEWS = web.AppKey("views", Views)
 WATCH = web.AppKey("watch", watch.Watch)  # tests shorten its keep-alive and stall times
 JSON = "application/json"
 CACHED_HEADERS = {"Content-Type": JSON, "Cache-Control": "no-store"}
-# Envoy marks a host degraded when its health check's answer carries this (reference §17).
+# Envoy marks a host degraded when its health check's answer carries this (reference §18).
 ENVOY_DEGRADED = {"x-envoy-degraded": "true"}
 _UNKNOWN = -1.0  # not a budget: `Answers.known` has not seen these headers
 FLAGS = {"": True, "1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
@@ -114,13 +114,16 @@ class Probes:
     def answers(self) -> Answers:
         return self._answers
 
-    def front(self, server: web.Server) -> None:
+    def front(self, server: web.Server, prefix: str = "") -> None:
         """Put the hot path in front of `server`'s router: a GET of `/livez`, `/readyz` or
-        `/startupz` (no query) whose answer is the group's state is answered here, without
-        routing; everything else goes on to the application, whose handlers give the same
-        answer the long way (so an app served without this front is still right)."""
+        `/startupz` (no query; under `prefix` when the probes are mounted there) whose answer
+        is the group's state is answered here, without routing; everything else goes on to
+        the application, whose handlers give the same answer the long way (so an app served
+        without this front is still right)."""
         routed = server.request_handler
-        hot = {f"/{name}": (name, group, _Headers(group)) for name, group in ENDPOINTS.items()}
+        hot = {
+            f"{prefix}/{name}": (name, group, _Headers(group)) for name, group in ENDPOINTS.items()
+        }
         store, inflight = self.store, self.inflight
         count = self.metrics.probe if self.metrics is not None else None
         unknown = _UNKNOWN
@@ -218,7 +221,7 @@ PROBES = web.AppKey("probes", Probes)
 
 
 def _envoy_degraded(group: str, state: State, code: int) -> bool:
-    """A 2xx readiness answer while degraded carries `x-envoy-degraded` (reference §17)."""
+    """A 2xx readiness answer while degraded carries `x-envoy-degraded` (reference §18)."""
     return group == READINESS and state is State.DEGRADED and 200 <= code < 300
 
 
