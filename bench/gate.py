@@ -38,6 +38,7 @@ CONFIG = f"""
 server: {{listen: "127.0.0.1:{{port}}", admin_listen: "127.0.0.1:{{admin_port}}",
          token: {TOKEN}}}
 shutdown: {{drain_delay: 0s, grace: 1s}}
+defaults: {{flapping: off}}  # 200 transitions would be held as flapping
 checks:
   - {{name: db, kind: heartbeat, ttl: 600s, interval: 60s, timeout: 1s}}
 """
@@ -98,9 +99,10 @@ async def transitions(h: Healthd, n: int) -> dict[str, list[float]]:
                     changed.clear()
                     sent = time.perf_counter()
                     posted = asyncio.ensure_future(post(s, h, status))
-                    while gate.state != want:
-                        await changed.wait()
-                        changed.clear()
+                    async with asyncio.timeout(10):  # bounded: a lost change is an error
+                        while gate.state != want:
+                            await changed.wait()
+                            changed.clear()
                     took[want].append(time.perf_counter() - sent)
                     await posted
                 if gate.state == "half_open":
