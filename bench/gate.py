@@ -1,4 +1,4 @@
-"""healthd.client.Gate (DESIGN §18): what a closed gate costs a call, and how soon a gate
+"""healthd.client.Gate (reference §18): what a closed gate costs a call, and how soon a gate
 opens after a transition in healthd. Writes bench/results/gate.md.
 
 1. Overhead: the same coroutine awaited bare and inside `async with gate:` (closed), in
@@ -185,7 +185,7 @@ async def main() -> None:
         "transition → gate. Same machine, loopback, default event loop."
     )
     write_table(
-        "gate", "healthd.client.Gate: cost when closed, time to open (DESIGN §18)",
+        "gate", "healthd.client.Gate: cost when closed, time to open (reference §18)",
         ["measure", "bare / min", "gated / p50", "overhead / p99", "ratio / max"], rows, notes,
         write=not args.no_write,
     )  # fmt: skip
