@@ -151,6 +151,12 @@ class Health:
         """The narrow part views receive (reference §15)."""
         return Views(self.store, self.runs.evaluate, lambda: self._settings, self.on_reload)
 
+    def observe(self, observer: Observer) -> None:
+        """Add an observer of the store after construction (a shell's view that must hear
+        every change as it happens: embed/probethread.py)."""
+        self.observers.append(observer)
+        self.store.fanout.observers.append(observer)
+
     def on_reload(self, listener: OnReload) -> None:
         """Call `listener(settings)` after each reload has swapped the settings."""
         self._listeners.append(listener)

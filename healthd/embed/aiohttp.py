@@ -34,6 +34,7 @@ from healthd.web.base import Handler, InFlight
 from healthd.web.probes import Probes
 
 from .drain import Signals, Summary, drain, report
+from .probethread import ProbeThread, listen_of
 from .traffic import Traffic
 
 log = logging.getLogger("healthd")
@@ -44,8 +45,12 @@ REAP_TIMEOUT = 1.0  # aiohttp's own shutdown wait, once every request has ended 
 class Embedded:
     """What `setup` put into one app: the probes, its traffic, the health it serves."""
 
-    def __init__(self, app: web.Application, health: Health, prefix: str, metrics: bool) -> None:
+    def __init__(
+        self, app: web.Application, health: Health, prefix: str, metrics: bool, listen: str | None
+    ) -> None:
         self.health, self.prefix = health, prefix.rstrip("/")
+        address = listen_of(health, listen)  # the probes' own thread and port, if any
+        self.thread = ProbeThread(health, address) if address is not None else None
         self.inflight = InFlight()  # the probes' own requests that wait on a check
         self.traffic = Traffic()  # the app's requests
         self.probes = Probes(health.views(), self.inflight, health.metrics if metrics else None)
@@ -105,10 +110,14 @@ class Embedded:
                 "(pass prefix= to mount the probes elsewhere)"
             )
         self.health.start()
+        if self.thread is not None:
+            await self.thread.start()
         yield
         cfg = self.health.settings.shutdown
         await self.health.hooks.run(self.health.clock() + cfg.deadline)
         await self.health.stop()
+        if self.thread is not None:
+            await self.thread.stop()
 
 
 STARTED = web.RequestKey("healthd.started", bool)  # its answer's headers have gone out
@@ -125,15 +134,25 @@ def taken(routes: Iterable[AbstractRoute], paths: list[str]) -> str:
     return ""
 
 
-def setup(app: web.Application, health: Health, prefix: str = "", metrics: bool = True) -> None:
+def setup(
+    app: web.Application,
+    health: Health,
+    prefix: str = "",
+    metrics: bool = True,
+    listen: str | None = None,
+) -> None:
     """Mount the §5 probe routes (and `/metrics` unless `metrics=False`) under `prefix`,
     track the app's requests for the drain, and start/stop `health` with the app. A route
-    the app already has at a probe path fails the app's start, naming the path."""
+    the app already has at a probe path fails the app's start, naming the path.
+
+    `listen` (default: `server.listen` when the settings set it) also serves `/livez`,
+    `/readyz` and `/startupz` on a port, thread and event loop of their own, so a saturated
+    app never makes its load balancer's checks wait (embed/probethread.py)."""
     if EMBEDDED in app:
         raise ConfigError("healthd.aiohttp.setup: called twice on the same app")
     if prefix and not prefix.startswith("/"):
         raise ConfigError(f"healthd.aiohttp.setup: prefix {prefix!r:.60} must start with /")
-    embedded = app[EMBEDDED] = Embedded(app, health, prefix, metrics)
+    embedded = app[EMBEDDED] = Embedded(app, health, prefix, metrics, listen)
     if not embedded.taken:
         embedded.resources = {r.resource for r in app.add_routes(embedded.route_defs(metrics))}
     app.middlewares.insert(0, embedded.middleware)  # outermost: it sees the whole request
@@ -184,6 +203,8 @@ class AiohttpServer:
 
     def closing(self) -> None:
         self.traffic.closing = self.embedded.inflight.closing = True
+        if self.embedded.thread is not None:
+            self.embedded.thread.closing = True
 
     async def stop_accepting(self, until: float) -> None:
         for listener in self.listeners:
