@@ -1,4 +1,4 @@
-"""The probes on a thread and an event loop of their own (DESIGN §17: probes never queue
+"""The probes on a thread and an event loop of their own (reference §17: probes never queue
 behind the app). An app saturated with requests answers its own `/readyz` seconds late,
 so a load balancer notices the drain late and sends traffic to a pod that is stopping;
 these answers do not wait for the app's loop.
