@@ -14,6 +14,7 @@ from types import TracebackType
 from tests.conftest import free_port
 
 APP = Path(__file__).with_name("embedded_app.py")
+ASGI_APP = Path(__file__).with_name("asgi_app.py")  # the same routes: Starlette under uvicorn
 
 
 class EmbeddedApp:
@@ -29,8 +30,8 @@ class EmbeddedApp:
     ) -> None:
         self.script, self.env = script, env or {}
         self.port = port or free_port()
-        # tests/embedded_app.py takes the port as its first argument, examples read PORT
-        self.args = [str(self.port), *args] if script == APP else list(args)
+        # tests/embedded_app.py and asgi_app.py take the port first, examples read PORT
+        self.args = [str(self.port), *args] if script in (APP, ASGI_APP) else list(args)
         self.lines: list[str] = []
         self.times: list[float] = []
         self.proc: asyncio.subprocess.Process | None = None
