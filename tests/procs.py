@@ -130,7 +130,12 @@ class Healthd:
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
-            await self.proc.wait()
+            try:  # bounded: a lost exit status must fail here, not hang to the suite's limit
+                await asyncio.wait_for(self.proc.wait(), 10.0)
+            except TimeoutError:
+                raise AssertionError(
+                    f"pid {self.proc.pid}: no exit status 10 s after SIGKILL"
+                ) from None
         for reader in (self._reader, self._out_reader):
             if reader is not None:
                 reader.cancel()

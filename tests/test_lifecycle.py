@@ -149,7 +149,11 @@ async def test_sigterm_under_load_drains_without_dropping(tmp_path: Path) -> Non
         503 if p == "/readyz" else 200 for p in paths * 3
     ]  # every one read and answered after the daemon resumed, though the close was due
     assert close > t_cont  # the pause covered the end of drain_delay
-    assert [x for x in hits if x.error and x.sent < close] == []
+    # Nothing accepted is lost: no error for a request sent before the close, except a
+    # connect refused at the boundary itself (its SYN left after the close though the
+    # client stamped it just before; the two processes stamp apart on a loaded machine).
+    boundary = [x for x in hits if x.error == "ClientConnectorError" and x.done >= close - 0.05]
+    assert [x for x in hits if x.error and x.sent < close and x not in boundary] == []
     assert [x for x in hits if x.error and x.sent >= close]  # and the listener did close
     live = [x for x in hits if x.path == "/livez" and x.sent < close]
     assert live
