@@ -17,7 +17,9 @@ APP = Path(__file__).with_name("embedded_app.py")
 
 class EmbeddedApp:
     """`async with EmbeddedApp("--grace", "1s") as app:` on a free port; stderr in `lines`
-    (with the monotonic time each arrived in `times`)."""
+    (with the monotonic time each arrived in `times`). `script`: the app to run."""
+
+    script = APP
 
     def __init__(self, *args: str) -> None:
         self.args = list(args)
@@ -42,7 +44,7 @@ class EmbeddedApp:
 
     async def start(self, wait: bool = True) -> EmbeddedApp:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(APP), str(self.port), *self.args,
+            sys.executable, str(self.script), str(self.port), *self.args,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
