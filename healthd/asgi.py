@@ -1,9 +1,10 @@
-"""`healthd.asgi`: healthd inside an ASGI app (FastAPI, Starlette; reference §17).
+"""`healthd.asgi`: healthd inside an ASGI app (reference §17; embed/asgi.py, embed/asgiserve.py).
 
-app = healthd.asgi.Probes(FastAPI(), health)   # the probes before the app; lifespan
-healthd.asgi.run(app, health, port=8000)       # uvicorn in process, with the drain order
+app = healthd.asgi.Probes(api, health)          # the probes, /metrics, lifespan, traffic
+healthd.asgi.serve(app, health, port=8000)     # uvicorn (or "hypercorn"), the drain order
 """
 
-from healthd.embed.asgi import Probes, run, serve
+from healthd.embed.asgi import Probes
+from healthd.embed.asgiserve import serve, serve_async
 
-__all__ = ["Probes", "run", "serve"]
+__all__ = ["Probes", "serve", "serve_async"]

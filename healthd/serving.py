@@ -192,5 +192,5 @@ def _iso(wall: float) -> str:
     return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def describe(request: web.Request) -> str:
+def describe(request: base.Asked) -> str:
     return f"{request.method} {request.path_qs[:200]}"

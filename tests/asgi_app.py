@@ -1,12 +1,14 @@
-"""A Starlette app with healthd embedded through healthd.asgi, under uvicorn, for tests
-that start it as a real process.
+"""An ASGI app with healthd embedded (healthd.asgi), for tests that start it as a real process.
 
-    python tests/asgi_app.py PORT [--drain-delay 1s] [--grace 2s] [--quiet 500ms]
-        [--hook NAME:ok|raise|hang[:TIMEOUT]]... [--plain]
+    python tests/asgi_app.py PORT [--server uvicorn|hypercorn] [--drain-delay 1s]
+        [--grace 2s] [--quiet 500ms] [--deadline 30s] [--hook NAME:ok|raise|hang[:TIMEOUT]]...
+        [--clash] [--plain] [--prefix P]
 
-Routes: `GET /hello`, `GET /slow?s=SECONDS` (`slow started` / `slow finished` on stderr).
-The app's own lifespan logs `app startup` and `app shutdown`. `--plain` wraps a bare
-ASGI callable (no lifespan support) instead of Starlette.
+A FastAPI app: `GET /hello` (200 "hello"), `GET /slow?s=SECONDS` (a `slow started` line on
+stderr when it begins, `slow finished` when it answers); its own lifespan logs `app
+startup` and `app shutdown`. `--plain`: a bare ASGI callable instead, answering every
+path "plain" and refusing the lifespan scope (no lifespan support). `--clash` gives the
+FastAPI app its own `/readyz`. Hooks as in tests/embedded_app.py.
 """
 
 from __future__ import annotations
@@ -22,10 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 
 import healthd.asgi
 from healthd import Health
@@ -34,51 +34,69 @@ from tests.embedded_app import hook
 log = logging.getLogger("app")
 
 
-async def hello(request: Request) -> PlainTextResponse:
-    return PlainTextResponse("hello")
+def fastapi_app(clash: bool) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        log.info("app startup")
+        yield
+        log.info("app shutdown")
+
+    api = FastAPI(lifespan=lifespan)
+
+    @api.get("/hello", response_class=PlainTextResponse)
+    async def hello() -> str:
+        return "hello"
+
+    @api.get("/slow", response_class=PlainTextResponse)
+    async def slow(s: float = 1.0) -> str:
+        log.info("slow started %s", s)
+        await asyncio.sleep(s)
+        log.info("slow finished %s", s)
+        return f"slept {s}"
+
+    if clash:
+
+        @api.get("/readyz")
+        async def mine() -> str:
+            return "mine"
+
+    return api
 
 
-async def slow(request: Request) -> PlainTextResponse:
-    seconds = float(request.query_params.get("s", "1"))
-    log.info("slow started %s", seconds)
-    await asyncio.sleep(seconds)
-    log.info("slow finished %s", seconds)
-    return PlainTextResponse(f"slept {seconds}")
-
-
-@contextlib.asynccontextmanager
-async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    log.info("app startup")
-    yield
-    log.info("app shutdown")
-
-
-async def plain(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """A bare ASGI app that knows nothing of lifespan (it raises on it, as many do)."""
-    if scope["type"] != "http":
-        raise RuntimeError(f"unsupported scope {scope['type']}")
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"hello"})
+async def plain(scope: Any, receive: Any, send: Any) -> None:
+    assert scope["type"] == "http", "no lifespan here"
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"5")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"plain"})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("port", type=int)
+    parser.add_argument("--server", default="uvicorn")
     parser.add_argument("--drain-delay", default="1s")
     parser.add_argument("--grace", default="2s")
     parser.add_argument("--quiet", default="500ms")
+    parser.add_argument("--deadline", default="30s")
     parser.add_argument("--hook", action="append", default=[])
+    parser.add_argument("--clash", action="store_true")
     parser.add_argument("--plain", action="store_true")
+    parser.add_argument("--prefix", default="")
     args = parser.parse_args()
-    routes = [Route("/hello", hello), Route("/slow", slow)]
-    app: Any = plain if args.plain else Starlette(routes=routes, lifespan=lifespan)
     health = Health(
-        shutdown={"drain_delay": args.drain_delay, "grace": args.grace, "quiet": args.quiet}
-    )
+        shutdown={
+            "drain_delay": args.drain_delay, "grace": args.grace,
+            "quiet": args.quiet, "deadline": args.deadline,
+        },
+    )  # fmt: skip
     for spec in args.hook:
         name, how, *timeout = spec.split(":")
         health.on_stop(hook(name, how), name=name, timeout=timeout[0] if timeout else "5s")
-    healthd.asgi.run(healthd.asgi.Probes(app, health), health, host="127.0.0.1", port=args.port)
+    app = healthd.asgi.Probes(
+        plain if args.plain else fastapi_app(args.clash), health, prefix=args.prefix
+    )
+    quiet: dict[str, Any] = {"access_log": False} if args.server == "uvicorn" else {}
+    healthd.asgi.serve(app, health, server=args.server, host="127.0.0.1", port=args.port, **quiet)
 
 
 if __name__ == "__main__":

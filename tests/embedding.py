@@ -14,24 +14,26 @@ from types import TracebackType
 from tests.conftest import free_port
 
 APP = Path(__file__).with_name("embedded_app.py")
-ASGI_APP = Path(__file__).with_name("asgi_app.py")  # the same routes: Starlette under uvicorn
+ASGI_APP = Path(__file__).with_name("asgi_app.py")  # the same routes: FastAPI, healthd.asgi
 
 
 class EmbeddedApp:
     """`async with EmbeddedApp("--grace", "1s") as app:` on a free port; stderr in `lines`
-    (with the monotonic time each arrived in `times`)."""
+    (with the monotonic time each arrived in `times`). `script`: the app to run."""
+
+    script = APP
 
     def __init__(
         self,
         *args: str,
-        script: Path = APP,
+        script: Path | None = None,
         env: dict[str, str] | None = None,
         port: int | None = None,
     ) -> None:
-        self.script, self.env = script, env or {}
+        self.script, self.env = script or type(self).script, env or {}
         self.port = port or free_port()
         # tests/embedded_app.py and asgi_app.py take the port first, examples read PORT
-        self.args = [str(self.port), *args] if script in (APP, ASGI_APP) else list(args)
+        self.args = [str(self.port), *args] if self.script in (APP, ASGI_APP) else list(args)
         self.lines: list[str] = []
         self.times: list[float] = []
         self.proc: asyncio.subprocess.Process | None = None

@@ -1,7 +1,5 @@
 """healthd embedded in an aiohttp app (reference §17): the app (tests/embedded_app.py) runs
-as a real process, gets real signals, and is asked over real connections. The tests of the
-stop order run for the ASGI half too (tests/asgi_app.py: Starlette under healthd.asgi's
-uvicorn), the same routes behind the same drain."""
+as a real process, gets real signals, and is asked over real connections."""
 
 from __future__ import annotations
 
@@ -11,15 +9,13 @@ import re
 import signal
 import socket
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.embedding import APP, ASGI_APP, EmbeddedApp
+from tests.embedding import EmbeddedApp
 
 pytestmark = pytest.mark.slow
-SERVERS = pytest.mark.parametrize("script", [APP, ASGI_APP], ids=["aiohttp", "uvicorn"])
 
 
 async def get(url: str, timeout: float = 10.0) -> tuple[int, str, str]:
@@ -32,13 +28,10 @@ async def get(url: str, timeout: float = 10.0) -> tuple[int, str, str]:
         return response.status, body, response.headers.get("Connection", "")
 
 
-@SERVERS
-async def test_readiness_fails_at_once_while_the_app_keeps_serving_with_connection_close(
-    script: Path,
-) -> None:
+async def test_readiness_fails_at_once_while_the_app_keeps_serving_with_connection_close() -> None:
     """SIGTERM: /readyz 503 at once, /livez and the app's routes 200 with `Connection: close`,
     on a keep-alive connection opened before the signal too; exit 0 with the exit line."""
-    async with EmbeddedApp("--drain-delay", "2s", "--grace", "1s", script=script) as app:
+    async with EmbeddedApp("--drain-delay", "2s", "--grace", "1s") as app:
         async with aiohttp.ClientSession() as session:  # keep-alive from before the signal
             async with session.get(app.url("/hello")) as response:
                 assert response.status == 200
@@ -66,10 +59,9 @@ async def test_readiness_fails_at_once_while_the_app_keeps_serving_with_connecti
         assert 1.95 <= draining < 3.5
 
 
-@SERVERS
-async def test_a_slow_request_started_before_the_signal_finishes(script: Path) -> None:
+async def test_a_slow_request_started_before_the_signal_finishes() -> None:
     """A request in flight at SIGTERM gets its whole answer (within grace)."""
-    async with EmbeddedApp("--drain-delay", "500ms", "--grace", "5s", script=script) as app:
+    async with EmbeddedApp("--drain-delay", "500ms", "--grace", "5s") as app:
         slow = asyncio.create_task(get(app.url("/slow?s=2")))
         await app.line("slow started")
         app.signal()
@@ -79,13 +71,10 @@ async def test_a_slow_request_started_before_the_signal_finishes(script: Path) -
         assert "(0 cut)" in app.exit_line()
 
 
-@SERVERS
-async def test_a_request_longer_than_grace_is_cut_at_grace_and_named(script: Path) -> None:
+async def test_a_request_longer_than_grace_is_cut_at_grace_and_named() -> None:
     """Cut at exactly grace after the app stopped accepting (not before, not twice as late):
     the client gets a 503, and the exit line names it."""
-    async with EmbeddedApp(
-        "--drain-delay", "500ms", "--grace", "1s", "--quiet", "200ms", script=script
-    ) as app:
+    async with EmbeddedApp("--drain-delay", "500ms", "--grace", "1s", "--quiet", "200ms") as app:
         started = time.monotonic()
         slow = asyncio.create_task(get(app.url("/slow?s=30")))
         await app.line("slow started")
@@ -105,10 +94,7 @@ async def test_a_request_longer_than_grace_is_cut_at_grace_and_named(script: Pat
         await app.line("grace over: cutting GET /slow after")
 
 
-@SERVERS
-async def test_hooks_run_last_first_a_raising_one_is_logged_and_a_hung_one_is_cut(
-    script: Path,
-) -> None:
+async def test_hooks_run_last_first_a_raising_one_is_logged_and_a_hung_one_is_cut() -> None:
     """Three hooks: the hung one (last registered) is cut at its timeout and named as timed
     out, the raising one is logged with its name, and the first registered still runs."""
     hooks = [
@@ -119,7 +105,7 @@ async def test_hooks_run_last_first_a_raising_one_is_logged_and_a_hung_one_is_cu
         "--hook",
         "kafka.flush:hang:500ms",
     ]
-    async with EmbeddedApp("--drain-delay", "100ms", *hooks, script=script) as app:
+    async with EmbeddedApp("--drain-delay", "100ms", *hooks) as app:
         sent = app.signal()
         assert await app.wait() == 0
         took = time.monotonic() - sent

@@ -1,106 +1,149 @@
-"""healthd.asgi (reference §17): the wrapper's own parts. The stop order under uvicorn is
-tested beside the aiohttp half's (tests/test_embedded_aiohttp.py, `uvicorn` ids)."""
+"""healthd embedded in an ASGI app (DESIGN §17): a FastAPI app (tests/asgi_app.py) under
+uvicorn and hypercorn run by `healthd.asgi.serve`, as a real process, real signals and
+real connections."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import re
+import time
 
+import aiohttp
 import pytest
 
-from healthd import Health, checks
-from healthd.asgi import Probes
-from healthd.errors import ConfigError
-from tests.embedding import ASGI_APP, EmbeddedApp
+from tests.embedding import EmbeddedApp
+from tests.test_embedded_aiohttp import get
+
+pytestmark = pytest.mark.slow
+SERVERS = pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
 
 
-async def call(
-    app: Any, path: str, method: str = "GET", query: bytes = b""
-) -> tuple[int, dict[bytes, bytes], bytes]:
-    """One HTTP request through the ASGI callable: (status, headers, body)."""
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": method, "path": path, "query_string": query, "headers": []}
-    await app(scope, receive, send)
-    start, *bodies = sent
-    return start["status"], dict(start["headers"]), b"".join(b.get("body", b"") for b in bodies)
+class AsgiApp(EmbeddedApp):
+    script = EmbeddedApp.script.with_name("asgi_app.py")
 
 
-async def app_hello(scope: Any, receive: Any, send: Any) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"hello"})
+@SERVERS
+async def test_readiness_fails_at_once_while_the_app_keeps_serving_with_connection_close(
+    server: str,
+) -> None:
+    """SIGTERM: /readyz 503 at once, the app's routes 200 with `Connection: close` (on a
+    keep-alive connection from before the signal too); the app's own lifespan startup and
+    shutdown ran; exit 0 with the exit line."""
+    async with AsgiApp("--server", server, "--drain-delay", "2s", "--grace", "1s") as app:
+        await app.line("app startup")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(app.url("/hello")) as response:
+                assert response.status == 200
+                assert response.headers.get("Connection", "") != "close"
+            sent = app.signal()
+            await app.line("SIGTERM: draining")
+            status, body, connection = await get(app.url("/readyz"))
+            assert (status, connection) == (503, "close")
+            assert '"draining"' in body
+            assert time.monotonic() - sent < 1.5
+            assert (await get(app.url("/livez")))[0] == 200
+            async with session.get(app.url("/hello")) as response:
+                assert response.status == 200
+                assert await response.text() == "hello"
+                assert response.headers["Connection"] == "close"
+        assert await get(app.url("/hello")) == (200, "hello", "close")
+        assert time.monotonic() - sent < 2.0
+        assert await app.wait() == 0
+        line = app.exit_line()
+        assert line.startswith("exit: SIGTERM; draining ")
+        assert line.endswith("(0 cut); hooks none; code 0")
+        draining = float(re.search(r"draining (\d+\.\d+) s", line).group(1))  # type: ignore[union-attr]
+        assert 1.95 <= draining < 3.5
+        shutdown, _ = await app.line("app shutdown")
+        assert app.lines.index(shutdown) < app.lines.index(
+            next(x for x in app.lines if " exit: " in x)
+        )
 
 
-async def test_probe_paths_are_answered_before_the_app_with_the_daemons_answers() -> None:
-    """/readyz, /readyz/{check}, ?verbose and bad input answered by healthd's own views
-    (404, 400, 405: never the app's); other paths go to the app; draining adds close."""
-
-    async def down() -> None:
-        raise ConnectionRefusedError("cache down")
-
-    health = Health(checks=[checks.Func("db", lambda: None), checks.Func("cache", down)])
-    probes = Probes(app_hello, health)
-    await health.evaluate("readiness", fresh=True)
-    assert (await call(probes, "/readyz"))[0] == 503
-    assert (await call(probes, "/readyz/db"))[0] == 200
-    assert (await call(probes, "/readyz/nope"))[0] == 404
-    status, _, body = await call(probes, "/readyz", query=b"timeout=soon")
-    assert status == 400
-    assert b"timeout" in body
-    assert (await call(probes, "/readyz", method="POST"))[0] == 405
-    assert (await call(probes, "/hello"))[2] == b"hello"
-    assert b"connection" not in (await call(probes, "/hello"))[1]
-    probes.closing()
-    assert (await call(probes, "/hello"))[1][b"connection"] == b"close"
-    await health.stop()
+@SERVERS
+async def test_a_slow_request_started_before_the_signal_finishes(server: str) -> None:
+    """A request in flight at SIGTERM gets its whole answer (within grace)."""
+    async with AsgiApp("--server", server, "--drain-delay", "500ms", "--grace", "5s") as app:
+        slow = asyncio.create_task(get(app.url("/slow?s=2")))
+        await app.line("slow started")
+        app.signal()
+        assert await slow == (200, "slept 2.0", "close")
+        assert await app.wait() == 0
+        assert "(0 cut)" in app.exit_line()
 
 
-async def test_a_prefix_mounts_the_probes_elsewhere_and_a_bad_one_is_one_line() -> None:
-    health = Health(checks=[checks.Func("db", lambda: None)])
-    probes = Probes(app_hello, health, prefix="/-")
-    await health.evaluate("readiness", fresh=True)
-    assert (await call(probes, "/-/readyz"))[0] == 200
-    assert (await call(probes, "/-/readyz/db"))[0] == 200
-    assert (await call(probes, "/readyz"))[2] == b"hello"  # the app's own path now
-    with pytest.raises(ConfigError, match="prefix 'x' must start with /"):
-        Probes(app_hello, health, prefix="x")
-    await health.stop()
+@SERVERS
+async def test_a_request_longer_than_grace_is_cut_at_grace_and_named(server: str) -> None:
+    """Cut at exactly grace after the stop of accepting (not before, not twice as late):
+    the client gets a 503, the exit line names it."""
+    args = ["--server", server, "--drain-delay", "500ms", "--grace", "1s", "--quiet", "200ms"]
+    async with AsgiApp(*args) as app:
+        slow = asyncio.create_task(get(app.url("/slow?s=30")))
+        await app.line("slow started")
+        await asyncio.sleep(0.3)
+        sent = app.signal()
+        _, stopped = await app.line("stopped accepting")
+        status, body, _ = await slow
+        answered = time.monotonic()
+        assert status == 503
+        assert "cut at the end of shutdown.grace" in body
+        assert 0.45 <= stopped - sent < 1.5
+        assert 0.95 <= answered - stopped < 1.8
+        assert await app.wait() == 0
+        assert "(1 cut: GET /slow)" in app.exit_line()
 
 
-@pytest.mark.slow
-async def test_the_apps_lifespan_runs_inside_healths() -> None:
-    """Starlette's own lifespan: its startup before the app serves; on SIGTERM the hook runs
-    in the drain, the app's shutdown after it, then the exit line."""
-    async with EmbeddedApp(
-        "--drain-delay", "100ms", "--hook", "db.close:ok", script=ASGI_APP
-    ) as app:
-        _, up = await app.line("app startup")
-        _, serving = await app.line("serving on")
-        assert up <= serving
+@SERVERS
+async def test_hooks_run_last_first_before_the_apps_shutdown(server: str) -> None:
+    """Hooks run in reverse order, a hung one cut at its timeout; then the app's own
+    lifespan shutdown."""
+    hooks = ["--hook", "db.close:ok", "--hook", "kafka.flush:hang:500ms"]
+    async with AsgiApp("--server", server, "--drain-delay", "100ms", *hooks) as app:
         app.signal()
         assert await app.wait() == 0
-        _, hook = await app.line("hook db.close ran")
-        _, down = await app.line("app shutdown")
-        _, done = await app.line(" exit: ")
-        assert hook <= down <= done
-        assert sum("hook db.close ran" in line for line in app.lines) == 1
+        line = app.exit_line()
+        assert re.search(
+            r"hooks kafka\.flush 0\.\d\d s \(timed out\), db\.close 0\.\d\d s; code 0$", line
+        ), line
+        ran, _ = await app.line("hook db.close ran")
+        shutdown, _ = await app.line("app shutdown")
+        assert app.lines.index(ran) < app.lines.index(shutdown)
 
 
-@pytest.mark.slow
-async def test_an_asgi_app_without_lifespan_support_is_served_and_drained() -> None:
-    """A bare ASGI callable that raises on `lifespan`: healthd starts and stops anyway."""
-    async with EmbeddedApp("--drain-delay", "100ms", "--plain", script=ASGI_APP) as app:
-        async with asyncio.timeout(10):
-            from tests.test_embedded_aiohttp import get
+@SERVERS
+async def test_a_plain_asgi_app_without_lifespan_works(server: str) -> None:
+    """A bare ASGI callable that refuses the lifespan scope: probes answer, the app
+    answers, SIGTERM drains and exits 0."""
+    async with AsgiApp("--server", server, "--plain", "--drain-delay", "300ms") as app:
+        assert await get(app.url("/anything")) == (200, "plain", "")
+        assert (await get(app.url("/readyz")))[0] == 200
+        assert (await get(app.url("/metrics")))[0] == 200
+        app.signal()
+        assert (await get(app.url("/readyz")))[0] == 503
+        assert await get(app.url("/anything")) == (200, "plain", "close")
+        assert await app.wait() == 0
+        assert "code 0" in app.exit_line()
 
-            assert (await get(app.url("/hello")))[:2] == (200, "hello")
-            assert (await get(app.url("/readyz")))[0] == 200
+
+async def test_a_probe_path_the_fastapi_app_already_has_fails_the_start_in_one_line() -> None:
+    """The FastAPI app's own /readyz: exit 2, one line naming the path."""
+    app = AsgiApp("--clash")
+    await app.start(wait=False)
+    try:
+        assert await app.wait(20) == 2
+    finally:
+        await app.kill()
+    assert app.lines == [
+        "healthd: healthd.asgi.Probes: the app already has a route at /readyz "
+        "(pass prefix= to mount the probes elsewhere)"
+    ]
+
+
+async def test_with_a_prefix_the_apps_own_probe_path_is_its_own() -> None:
+    """prefix="/-": the probes at /-/readyz, the app's own /readyz answers itself."""
+    async with AsgiApp("--clash", "--prefix", "/-") as app:
+        assert (await get(app.url("/readyz")))[1] == '"mine"'
+        status, body, _ = await get(app.url("/-/readyz?verbose"))
+        assert (status, body.splitlines()[-1]) == (200, "readyz check passed")
         app.signal()
         assert await app.wait() == 0
-        assert app.exit_line().endswith("code 0")

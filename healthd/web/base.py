@@ -9,14 +9,31 @@ import asyncio
 import contextlib
 import hmac
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 from aiohttp import hdrs, web
+from multidict import MultiMapping
 
 MAX_BODY = 64 * 1024
 NO_STORE = {"Cache-Control": "no-store"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Asked(Protocol):
+    """What the probe views read of a request: an aiohttp `web.Request`, or an ASGI
+    request (embed/asgi.py) answered by the same views."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path_qs(self) -> str: ...
+    @property
+    def query(self) -> MultiMapping[str]: ...
+    @property
+    def headers(self) -> MultiMapping[str]: ...
+    @property
+    def match_info(self) -> Mapping[str, str]: ...
 
 
 def error(status: int, message: str) -> web.Response:
@@ -46,13 +63,13 @@ class InFlight:
     """
 
     def __init__(self) -> None:
-        self.requests: dict[asyncio.Task[Any], tuple[web.Request, float]] = {}
+        self.requests: dict[asyncio.Task[Any], tuple[Asked, float]] = {}
         self.served = 0
         self.closing = False  # shutting down: answers close their connections
         self.idle = asyncio.Event()  # set when closing and nothing is in flight
 
     @contextlib.contextmanager
-    def track(self, request: web.Request) -> Iterator[None]:
+    def track(self, request: Asked) -> Iterator[None]:
         task = asyncio.current_task()
         assert task is not None
         self.requests[task] = (request, time.monotonic())
@@ -92,7 +109,7 @@ class InFlight:
         return finished
 
 
-def authorized(request: web.Request, token: str) -> bool:
+def authorized(request: Asked, token: str) -> bool:
     """A valid `Authorization: Bearer <token>`, compared in constant time."""
     return bearer_matches(request.headers.get("Authorization", ""), token)
 

@@ -32,7 +32,7 @@ from healthd.runs import Evaluation
 from healthd.store import Store
 from healthd.watchers import Watchers
 from healthd.web import render, status, watch
-from healthd.web.base import MAX_BODY, Handler, InFlight, authorized, error
+from healthd.web.base import MAX_BODY, Asked, Handler, InFlight, authorized, error
 
 VIEWS = web.AppKey("views", Views)
 WATCH = web.AppKey("watch", watch.Watch)  # tests shorten its keep-alive and stall times
@@ -77,7 +77,7 @@ class Answers:
         # or a load balancer sends the same headers every time: one dict lookup decides.
         self.known: dict[tuple[tuple[bytes, bytes], ...], float | None] = {}
 
-    def details(self, request: web.Request) -> bool:
+    def details(self, request: Asked) -> bool:
         return self.always or authorized(request, self.token)
 
     def learn(self, request: web.BaseRequest) -> float | None:
@@ -162,8 +162,9 @@ class Probes:
         return probe
 
     async def answer(
-        self, request: web.Request, endpoint: str, group: str, started: float
+        self, request: Asked, endpoint: str, group: str, started: float
     ) -> web.Response:
+        """The answer to a probe (aiohttp's or, through embed/asgi.py, an ASGI server's)."""
         views, answers = self.views, self._answers
         check = request.match_info.get("check")
         if check is not None and not self.store.has(group, check):
@@ -189,7 +190,7 @@ class Probes:
 
     def respond(
         self,
-        request: web.Request,
+        request: Asked,
         endpoint: str,
         evaluation: Evaluation,
         answers: Answers,
@@ -242,7 +243,7 @@ class _Headers(dict[tuple[State, int], dict[str, str]]):
 
 
 async def _evaluate(
-    request: web.Request, views: Views, group: str, deadline: Deadline, check: str | None
+    request: Asked, views: Views, group: str, deadline: Deadline, check: str | None
 ) -> Evaluation | web.Response:
     exclude = request.query.getall("exclude", [])
     fresh = FLAGS.get(request.query.get("fresh", "0").lower())  # a bare ?fresh is "": fresh
