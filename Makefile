@@ -54,6 +54,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/status.py
 	$(BIN)/python bench/pod_shutdown.py
+	$(BIN)/python bench/embedded.py
 	$(BIN)/python bench/gate.py
 
 ## schema: regenerate config/healthd.schema.json from the models
