@@ -29,9 +29,8 @@ import struct
 from collections.abc import Callable
 
 from healthd.config import Settings
-from healthd.errors import ConfigError
 from healthd.groups import READINESS
-from healthd.listeners import BACKLOG, split_listen
+from healthd.listeners import BACKLOG, bind
 from healthd.model import Snapshot, State, Status
 from healthd.store import Store
 from healthd.web import render
@@ -140,16 +139,8 @@ class Agent:
 
     async def start(self, address: str) -> None:
         """Listen on `address` (ConfigError: cannot)."""
-        host, port = split_listen(address)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        try:
-            sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
-        except OSError as exc:
-            reason = exc.strerror or exc
-            raise ConfigError(
-                f"server.agent_listen: cannot listen on {address}: {reason}"
-            ) from None
-        sock.setblocking(False)
+        sock = bind(address, "server.agent_listen")
+        family = sock.family
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _Connection(self), sock=sock, backlog=BACKLOG

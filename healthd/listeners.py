@@ -51,9 +51,22 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def _unread(conn: RequestHandler) -> int:
-    """Bytes waiting in the connection's socket buffer (-1: it is closing)."""
-    transport = conn.transport
+def bind(address: str, key: str) -> socket.socket:
+    """A non-blocking listening socket on `address` (`host:port`); ConfigError naming `key`
+    when it cannot listen. Every listener healthd opens is bound here."""
+    host, port = split_listen(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise ConfigError(f"{key}: cannot listen on {address}: {reason}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def unread(transport: Any) -> int:
+    """Bytes waiting in a connection's socket buffer (-1: it is closing)."""
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None or sock.fileno() < 0:
         return -1
@@ -74,15 +87,7 @@ class Listener:
         self.closed_at = 0.0  # wall clock
 
     async def start(self) -> None:
-        host, port = split_listen(self.address)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        try:
-            sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
-        except OSError as exc:
-            reason = exc.strerror or exc
-            raise ConfigError(f"{self.key}: cannot listen on {self.address}: {reason}") from None
-        sock.setblocking(False)
-        self.sock = sock
+        self.sock = sock = bind(self.address, self.key)
         self.site = web.SockSite(self.runner, sock, backlog=BACKLOG)
         await self.site.start()
 
@@ -141,7 +146,7 @@ async def close_idle(servers: list[web.Server], until: float) -> None:
             for conn in server.connections:
                 if conn in seen:
                     continue
-                if _unread(conn) > 0:
+                if unread(conn.transport) > 0:
                     busy = True  # its request is in the buffer: read it next iteration
                     continue
                 if _requests(conn) == 0 and time.monotonic() < fresh_until:

@@ -22,19 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import socket
-import struct
 import sys
-import termios
 import time
 from collections.abc import Generator
 from typing import Any
 
 from healthd.errors import ConfigError
 from healthd.health import Health
-from healthd.listeners import BACKLOG, FIRST_REQUEST, SETTLE_ROUNDS
+from healthd.listeners import FIRST_REQUEST, SETTLE_ROUNDS, bind, unread
 
 from .asgi import ASGIApp, Probes
 from .drain import REAP, Signals, Summary, drain, report
@@ -45,30 +42,6 @@ SERVERS = ("uvicorn", "hypercorn")
 OWN_GRACE = ("graceful_timeout", "timeout_graceful_shutdown")
 
 
-def listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
-    except OSError as exc:
-        raise ConfigError(
-            f"healthd.asgi.serve: cannot listen on {host}:{port}: {exc.strerror}"
-        ) from None
-    sock.setblocking(False)
-    return sock
-
-
-def unread(transport: Any) -> int:
-    """Bytes waiting in a connection's socket buffer (-1: closing)."""
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is None or sock.fileno() < 0:
-        return -1
-    try:
-        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
-    except OSError:
-        return -1
-    return int(struct.unpack("i", raw)[0])
-
-
 class Backend:
     """What both servers share: the wrapped app, its listening socket, the server's task."""
 
@@ -76,7 +49,8 @@ class Backend:
 
     def __init__(self, probes: Probes, host: str, port: int) -> None:
         self.probes, self.host, self.port = probes, host, port
-        self.sock = listen(host, port)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.sock = bind(address, "healthd.asgi.serve")
         self.released = probes.hold()
         self.task: asyncio.Task[None] | None = None
 

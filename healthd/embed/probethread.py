@@ -31,7 +31,7 @@ from healthd.errors import BudgetError, ConfigError
 from healthd.events import Observer
 from healthd.groups import ENDPOINTS, GROUPS
 from healthd.health import Health
-from healthd.listeners import BACKLOG, split_listen
+from healthd.listeners import BACKLOG, bind
 from healthd.model import CheckResult, CheckState, State
 from healthd.web.base import error
 from healthd.web.probes import CACHED_HEADERS, FLAGS, Answers
@@ -117,14 +117,7 @@ class ProbeThread:
 
     async def start(self) -> None:
         """On the app's loop: bind (ConfigError: cannot), publish, start the thread."""
-        host, port = split_listen(self.address)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        try:
-            sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
-        except OSError as exc:
-            why = exc.strerror or exc
-            raise ConfigError(f"server.listen: cannot listen on {self.address}: {why}") from None
-        sock.setblocking(False)
+        sock = bind(self.address, "server.listen")
         self.port = sock.getsockname()[1]
         self._main = asyncio.get_running_loop()
         self.published.start()
