@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import hdrs, web
@@ -33,7 +32,7 @@ from healthd.listeners import BadRequests, Listener, close_idle
 from healthd.web.base import Handler, InFlight
 from healthd.web.probes import Probes
 
-from .drain import Signals, Summary, drain, report
+from .drain import Signals, Summary, drain, report, run
 from .probethread import ProbeThread, listen_of
 from .traffic import Traffic
 
@@ -259,18 +258,7 @@ def run_app(
     `health.settings.logging` unless the root logger has handlers already. A bad start (a
     taken probe path, a port in use) is one line on stderr and exit code 2. `access_log`
     as aiohttp's (None: off)."""
-    if not logging.getLogger().handlers:
-        from healthd.observers.log import configure
-
-        configure(health.settings.logging)
-    try:
-        summary = asyncio.run(
-            serve(
-                app, health, host, port, keepalive_timeout=keepalive_timeout, access_log=access_log
-            )
-        )
-    except ConfigError as exc:
-        print(f"healthd: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    if summary.code:
-        raise SystemExit(summary.code)
+    run(
+        health,
+        serve(app, health, host, port, keepalive_timeout=keepalive_timeout, access_log=access_log),
+    )

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import sys
 import time
 from collections.abc import Generator
 from typing import Any
@@ -34,7 +33,7 @@ from healthd.health import Health
 from healthd.listeners import FIRST_REQUEST, SETTLE_ROUNDS, bind, unread
 
 from .asgi import ASGIApp, Probes
-from .drain import REAP, Signals, Summary, drain, report
+from .drain import REAP, Signals, Summary, drain, report, run
 from .traffic import Traffic
 
 log = logging.getLogger("healthd")
@@ -247,14 +246,4 @@ def serve(
     SIGTERM/SIGINT, then drain (embed/drain.py). Logging is set up from
     `health.settings.logging` unless the root logger has handlers already. A bad start is
     one line on stderr and exit code 2."""
-    if not logging.getLogger().handlers:
-        from healthd.observers.log import configure
-
-        configure(health.settings.logging)
-    try:
-        summary = asyncio.run(serve_async(app, health, server, host, port, **options))
-    except ConfigError as exc:
-        print(f"healthd: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    if summary.code:
-        raise SystemExit(summary.code)
+    run(health, serve_async(app, health, server, host, port, **options))

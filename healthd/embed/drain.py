@@ -17,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from healthd.durations import human_duration
 from healthd.embed.traffic import NAMED, Request, Traffic, pause
+from healthd.errors import ConfigError
 from healthd.health import Health
 from healthd.hooks import HookReport
 
@@ -193,6 +195,23 @@ def pending(tasks: Iterable[asyncio.Task[Any]]) -> list[str]:
         what = getattr(coro, "__qualname__", type(coro).__name__)
         left.append(f"{task.get_name()} ({what})")
     return sorted(left)
+
+
+def run(health: Health, serving: Coroutine[Any, Any, Summary]) -> None:
+    """A shell's script entry: logging from `health.settings.logging` unless the root logger
+    has handlers already, `serving` run to its end; a bad start (ConfigError) is one line on
+    stderr and exit code 2, a summary's non-zero code the process's."""
+    if not logging.getLogger().handlers:
+        from healthd.observers.log import configure
+
+        configure(health.settings.logging)
+    try:
+        summary = asyncio.run(serving)
+    except ConfigError as exc:
+        print(f"healthd: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if summary.code:
+        raise SystemExit(summary.code)
 
 
 def report(summary: Summary) -> None:

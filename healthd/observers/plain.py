@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
+from typing import ClassVar
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -119,28 +120,11 @@ class Counted(Collector):
         yield CounterMetricFamily(self.name, self.documentation, value=float(self.read()))
 
 
-class CountedBy(Collector):
-    """A labelled counter kept by its owner ({label values: count}), exported at scrape time."""
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labels: list[str],
-        read: Callable[[], Mapping[tuple[str, ...], float]],
-    ) -> None:
-        self.name, self.documentation, self.labels, self.read = name, documentation, labels, read
-
-    def collect(self) -> Iterable[Metric]:
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
-        for values, value in self.read().items():
-            family.add_metric(list(values), value)
-        yield family
-
-
 class Gauged(Collector):
     """A labelled gauge kept by its owner ({label values: value}), exported at scrape time."""
 
+    family: ClassVar[type[GaugeMetricFamily | CounterMetricFamily]] = GaugeMetricFamily
+
     def __init__(
         self,
         name: str,
@@ -151,10 +135,16 @@ class Gauged(Collector):
         self.name, self.documentation, self.labels, self.read = name, documentation, labels, read
 
     def collect(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
+        family = self.family(self.name, self.documentation, labels=self.labels)
         for values, value in self.read().items():
             family.add_metric(list(values), value)
         yield family
+
+
+class CountedBy(Gauged):
+    """A labelled counter kept by its owner ({label values: count}), exported at scrape time."""
+
+    family = CounterMetricFamily
 
 
 class RunStats(Collector):
